@@ -1,0 +1,29 @@
+# Quick start: `make demo` (set up, then run the whole pipeline on its defaults) and `make test`.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export DVC_NO_ANALYTICS := 1
+export RAY_AUTH_MODE := disabled
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+
+.PHONY: setup test demo clean
+setup: $(STAMP)
+	@mkdir -p data/local
+	@$(VENV)/bin/dvc checkout -q data.dvc 2>/dev/null || true
+
+# The stamp makes a second `make setup` instant; it is redone when pyproject.toml changes.
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+test: setup
+	$(VENV)/bin/pytest -q tests
+
+demo: setup
+	$(VENV)/bin/hi3dgen run
+
+clean:
+	rm -rf outputs .hi3dgen
