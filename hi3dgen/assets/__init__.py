@@ -1,0 +1,1 @@
+"""Mesh loading, normalization, validation and GLB writing (the Asset contract of DESIGN.md)."""

@@ -1,0 +1,124 @@
+"""The Asset contract: a single mesh, bounding box centred at the origin, longest side 1, +Y up,
+written as GLB under a dot-free `asset_id`."""
+
+from __future__ import annotations
+
+import hashlib
+import io as _io
+import os
+import re
+
+import numpy as np
+import trimesh
+
+from hi3dgen import io
+
+ASSET_ID_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+SHARP_ANGLE_DEG = 15.0
+
+
+class AssetError(Exception):
+    """A problem with one input asset; `reason` is the manifest's short reason code."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        self.reason = reason
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+def check_asset_id(asset_id: str) -> str:
+    if not ASSET_ID_RE.match(asset_id or ""):
+        raise ValueError(
+            f"asset_id {asset_id!r} must be letters, digits, '_' or '-' only (no dots)"
+        )
+    return asset_id
+
+
+def make_asset_id(*parts: str) -> str:
+    """Join parts into a valid asset_id, replacing anything else by '-'."""
+    raw = "-".join(str(p) for p in parts if p != "")
+    return check_asset_id(re.sub(r"[^A-Za-z0-9_-]+", "-", raw).strip("-") or "asset")
+
+
+def as_mesh(geometry) -> trimesh.Trimesh:
+    """One triangle mesh from a Trimesh or a Scene (node transforms applied)."""
+    if isinstance(geometry, trimesh.Scene):
+        meshes = [g for g in geometry.dump(concatenate=False) if isinstance(g, trimesh.Trimesh)]
+        if not meshes:
+            kinds = sorted({type(g).__name__ for g in geometry.geometry.values()})
+            raise AssetError("no_triangles", f"scene holds no triangle mesh ({kinds or 'empty'})")
+        geometry = trimesh.util.concatenate(meshes)
+    if not isinstance(geometry, trimesh.Trimesh):
+        raise AssetError("no_triangles", f"got {type(geometry).__name__}, not a triangle mesh")
+    return geometry
+
+
+def validate(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
+    """Raise AssetError for geometry no later stage can use."""
+    v = np.asarray(mesh.vertices)
+    f = np.asarray(mesh.faces)
+    if len(f) == 0 or len(v) == 0:
+        raise AssetError("empty", "no faces")
+    if not np.isfinite(v).all():
+        raise AssetError("non_finite_vertices", f"{int((~np.isfinite(v)).any(1).sum())} vertices")
+    if f.min() < 0 or f.max() >= len(v):
+        raise AssetError("bad_indices", f"face index out of range [0, {len(v)})")
+    extent = v.max(0) - v.min(0)
+    if extent.max() <= 0:
+        raise AssetError("degenerate", "zero-size bounding box")
+    return mesh
+
+
+def normalize(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
+    """Centre the bounding box at the origin and scale its longest side to 1."""
+    validate(mesh)
+    mesh = mesh.copy()
+    lo, hi = mesh.bounds
+    mesh.apply_translation(-(lo + hi) / 2)
+    mesh.apply_scale(1.0 / float((hi - lo).max()))
+    return mesh
+
+
+def clean(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
+    """Geometry only, vertices merged, degenerate faces dropped: what metrics and renderers use."""
+    out = trimesh.Trimesh(
+        vertices=np.asarray(mesh.vertices, dtype=np.float64),
+        faces=np.asarray(mesh.faces),
+        process=True,
+        validate=True,
+    )
+    out.merge_vertices(merge_tex=True, merge_norm=True)
+    return validate(out)
+
+
+def glb_bytes(mesh: trimesh.Trimesh) -> bytes:
+    """Deterministic GLB of the geometry (float32 positions, uint32 indices, no timestamps)."""
+    plain = trimesh.Trimesh(
+        vertices=np.asarray(mesh.vertices, dtype=np.float32),
+        faces=np.asarray(mesh.faces, dtype=np.int64),
+        process=False,
+    )
+    vc = getattr(mesh.visual, "vertex_colors", None)
+    if mesh.visual.kind == "vertex" and vc is not None and len(vc) == len(plain.vertices):
+        plain.visual = trimesh.visual.ColorVisuals(plain, vertex_colors=np.asarray(vc))
+    return trimesh.exchange.gltf.export_glb(trimesh.Scene(plain), include_normals=False)
+
+
+def save_glb(mesh: trimesh.Trimesh, path: str | os.PathLike) -> str:
+    """Write the mesh as GLB atomically; returns the sha256 of the bytes."""
+    data = glb_bytes(mesh)
+    io.write_bytes(path, data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def load_glb(path: str | os.PathLike) -> trimesh.Trimesh:
+    """Load an asset GLB written by `save_glb` (or any GLB) as one mesh."""
+    with open(path, "rb") as f:
+        data = f.read()
+    return as_mesh(trimesh.load(_io.BytesIO(data), file_type="glb", process=False))
+
+
+def sharp_edges(mesh: trimesh.Trimesh, angle_deg: float = SHARP_ANGLE_DEG) -> int:
+    """Edges whose dihedral angle exceeds `angle_deg` after merging vertices (the DetailVerse
+    statistic: paper median 14,521 per object, Objaverse 452)."""
+    m = clean(mesh)
+    return int((m.face_adjacency_angles > np.radians(angle_deg)).sum())

@@ -1,0 +1,1 @@
+"""Manifests, WebDataset shards and their readers."""

@@ -1,0 +1,203 @@
+"""Fan-out of per-item work over Ray (local or a cluster), and the resumable stage loop.
+
+`run_stage` is the one loop every per-asset stage uses: it skips what the journal says is done
+under the same config, runs the rest (Ray tasks with bounded in-flight work and retries of lost
+workers), turns any failure of one item into a `rejected` row with the reason, and writes the
+sorted manifest. One bad asset never fails the stage.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+from hi3dgen import io
+from hi3dgen.data import manifest as mf
+
+
+@dataclasses.dataclass
+class ExecutorConfig:
+    """Where per-item work runs. `ray`: Ray tasks (a local Ray unless `address` names a cluster);
+    `inline`: in this process, one item after another (debugging, machines without Ray)."""
+
+    kind: str = "ray"
+    address: str | None = None
+    workers: int | None = None  # CPUs for a local Ray; None = all cores
+    cpus_per_task: float = 1.0
+    gpus_per_task: float = 0.0
+    max_in_flight: int = 64
+    retries: int = 2  # re-runs of an item whose worker died (OOM kill, lost node)
+
+    def __post_init__(self):
+        if self.kind not in ("ray", "inline"):
+            raise ValueError(f"executor kind must be 'ray' or 'inline', not {self.kind!r}")
+
+
+def init_ray(cfg: ExecutorConfig):
+    import ray
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+    if not ray.is_initialized():
+        address = cfg.address or os.environ.get("RAY_ADDRESS")
+        kwargs = dict(ignore_reinit_error=True, include_dashboard=False, log_to_driver=True)
+        if address:
+            ray.init(address=address, **kwargs)
+        else:
+            ray.init(num_cpus=cfg.workers or os.cpu_count(), **kwargs)
+    return ray
+
+
+def _error_text(exc: BaseException) -> str:
+    cause = getattr(exc, "cause", None) or exc  # RayTaskError wraps the item's own exception
+    text = f"{type(cause).__name__}: {cause}".strip()
+    return " ".join(text.split())[:500]
+
+
+class Progress:
+    """A progress line on stderr at most once a second (and at the end)."""
+
+    def __init__(self, desc: str, total: int):
+        self.desc, self.total, self.n = desc, total, 0
+        self.t0 = self.last = time.monotonic()
+
+    def update(self) -> None:
+        self.n += 1
+        now = time.monotonic()
+        if now - self.last >= 1.0 or self.n == self.total:
+            self.last = now
+            rate = self.n / max(now - self.t0, 1e-9)
+            eta = (self.total - self.n) / rate if rate else 0.0
+            print(
+                f"[{self.desc}] {self.n}/{self.total} ({100 * self.n / max(self.total, 1):.0f}%) "
+                f"{rate:.2f}/s eta {eta:.0f}s",
+                file=sys.stderr,
+                flush=True,
+            )
+
+
+def fan_out(
+    fn: Callable, items: Iterable, cfg: ExecutorConfig, desc: str = "work"
+) -> Iterator[tuple[object, bool, object]]:
+    """Yield `(item, ok, result_or_error_text)` as items finish, in completion order."""
+    items = list(items)
+    progress = Progress(desc, len(items))
+    if cfg.kind == "inline" or not items:
+        for item in items:
+            try:
+                out = (item, True, fn(item))
+            except Exception as exc:  # one bad item never fails the stage
+                traceback.print_exc(file=sys.stderr)
+                out = (item, False, _error_text(exc))
+            progress.update()
+            yield out
+        return
+    ray = init_ray(cfg)
+    task = ray.remote(
+        num_cpus=cfg.cpus_per_task, num_gpus=cfg.gpus_per_task, max_retries=cfg.retries
+    )(fn)
+    pending: dict = {}
+    queue = iter(items)
+    while True:
+        while len(pending) < cfg.max_in_flight:
+            item = next(queue, None)
+            if item is None:
+                break
+            pending[task.remote(item)] = item
+        if not pending:
+            return
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        ref = ready[0]
+        item = pending.pop(ref)
+        try:
+            out = (item, True, ray.get(ref))
+        except Exception as exc:
+            out = (item, False, _error_text(exc))
+        progress.update()
+        yield out
+
+
+def run_stage(
+    name: str,
+    out_dir: str | os.PathLike,
+    items: list[dict],
+    work: Callable[[dict], dict],
+    *,
+    config: dict,
+    executor: ExecutorConfig,
+    output_dirs: tuple[str, ...] = (),
+) -> list[dict]:
+    """Run `work(item) -> manifest row` for each item (a dict with at least `asset_id`, `source`,
+    `input_path`), resuming from the journal, and write `out_dir/manifest.jsonl`.
+
+    `work` writes its outputs atomically before it returns its row. Entries of `output_dirs`
+    (sub-folders of `out_dir`, one entry per asset named `<asset_id>` or `<asset_id>.*`) that no
+    accepted row owns any more are removed, so the folder always matches the manifest.
+    """
+    t0 = time.monotonic()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    io.remove_temp_files(out_dir)
+    ids = [it["asset_id"] for it in items]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"{name}: duplicate asset_id among inputs")
+    journal = mf.Journal(out_dir, mf.fingerprint(config))
+    done = journal.done()
+    rows = {k: done[k] for k in ids if k in done}
+    todo = [it for it in items if it["asset_id"] not in rows]
+    if rows:
+        print(f"[{name}] resuming: {len(rows)} done, {len(todo)} to go", file=sys.stderr)
+    for item, ok, result in fan_out(work, todo, executor, desc=name):
+        if ok:
+            row = result
+        else:
+            row = {
+                "asset_id": item["asset_id"],
+                "source": item.get("source", "unknown"),
+                "input_path": item.get("input_path"),
+                "status": "rejected",
+                "reason": f"error: {result}",
+            }
+        mf.check_row(row)
+        journal.append(row)
+        rows[row["asset_id"]] = row
+    ordered = [rows[k] for k in ids]
+    keep = {r["asset_id"] for r in ordered if r["status"] == "accepted"}
+    for sub in output_dirs:
+        for p in (out_dir / sub).glob("*") if (out_dir / sub).exists() else []:
+            if p.name.split(".")[0] not in keep:
+                io.remove_tree(p)
+    mf.write_manifest(out_dir, ordered)
+    summary = mf.summarize(ordered)
+    summary["seconds"] = round(time.monotonic() - t0, 2)
+    print_summary(name, summary)
+    return ordered
+
+
+def print_summary(name: str, summary: dict) -> None:
+    print(
+        f"[{name}] {summary['total']} items: {summary['accepted']} accepted, "
+        f"{summary['rejected']} rejected in {summary.get('seconds', 0):.1f}s",
+        flush=True,
+    )
+    for reason, n in summary["rejected_by_reason"].items():
+        print(f"[{name}]   rejected {n} x {reason}", flush=True)
+
+
+def add_executor_args(parser) -> None:
+    g = parser.add_argument_group("executor")
+    g.add_argument("--executor", choices=("ray", "inline"), default="ray",
+                   help="ray: fan out over Ray tasks (default); inline: one item after another here")
+    g.add_argument("--ray-address", default=None, help="a Ray cluster address (default: local Ray)")
+    g.add_argument("--workers", type=int, default=None, help="CPUs of the local Ray (default: all)")
+
+
+def executor_from_args(args, **overrides) -> ExecutorConfig:
+    return ExecutorConfig(
+        kind=args.executor, address=args.ray_address, workers=args.workers, **overrides
+    )
