@@ -131,13 +131,17 @@ def run_stage(
     config: dict,
     executor: ExecutorConfig,
     output_dirs: tuple[str, ...] = (),
+    finalize: Callable[[list[dict]], list[dict]] | None = None,
 ) -> list[dict]:
-    """Run `work(item) -> manifest row` for each item (a dict with at least `asset_id`, `source`,
-    `input_path`), resuming from the journal, and write `out_dir/manifest.jsonl`.
+    """Run `work(item) -> manifest row` for each item (a JSON-able dict with at least `asset_id`,
+    `source`, `input_path`), resuming from the journal, and write `out_dir/manifest.jsonl`.
+    An item is redone when `config` or the item itself changed (put its input's hash in it).
 
     `work` writes its outputs atomically before it returns its row. Entries of `output_dirs`
     (sub-folders of `out_dir`, one entry per asset named `<asset_id>` or `<asset_id>.*`) that no
     accepted row owns any more are removed, so the folder always matches the manifest.
+    `finalize(rows) -> rows` sees all rows before that (decisions that need every asset, such as
+    duplicates).
     """
     t0 = time.monotonic()
     out_dir = Path(out_dir)
@@ -148,7 +152,8 @@ def run_stage(
         raise ValueError(f"{name}: duplicate asset_id among inputs")
     journal = mf.Journal(out_dir, mf.fingerprint(config))
     done = journal.done()
-    rows = {k: done[k] for k in ids if k in done}
+    item_fps = {it["asset_id"]: mf.fingerprint(it) for it in items}
+    rows = {k: done[k][1] for k in ids if k in done and done[k][0] == item_fps[k]}
     todo = [it for it in items if it["asset_id"] not in rows]
     if rows:
         print(f"[{name}] resuming: {len(rows)} done, {len(todo)} to go", file=sys.stderr)
@@ -164,9 +169,11 @@ def run_stage(
                 "reason": f"error: {result}",
             }
         mf.check_row(row)
-        journal.append(row)
+        journal.append(row, item_fps[row["asset_id"]])
         rows[row["asset_id"]] = row
     ordered = [rows[k] for k in ids]
+    if finalize is not None:
+        ordered = finalize(ordered)
     keep = {r["asset_id"] for r in ordered if r["status"] == "accepted"}
     for sub in output_dirs:
         for p in (out_dir / sub).glob("*") if (out_dir / sub).exists() else []:

@@ -1,8 +1,8 @@
 """Manifests: one JSON row per input of a stage, so nothing vanishes silently.
 
 While a stage runs, each finished item is appended to `OUT/.journal.jsonl` (flushed and fsynced),
-tagged with the stage's config fingerprint. A rerun trusts only rows with the same fingerprint whose
-line is complete, so a killed run resumes where it stopped and a changed config redoes the work. At
+tagged with the stage's config fingerprint and the item's own fingerprint (its input, e.g. the
+sha256 of the asset). A rerun trusts only rows with both fingerprints unchanged whose line is complete, so a killed run resumes where it stopped and a changed config redoes the work. At
 the end the rows are written, sorted by `asset_id`, to `OUT/manifest.jsonl` (atomically), which is
 deterministic: it holds no timings.
 """
@@ -71,12 +71,17 @@ class Journal:
         self.fp = config_fingerprint
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
-    def done(self) -> dict[str, dict]:
-        """Rows already finished under the same config, by asset_id (the last one wins)."""
-        return {r["asset_id"]: r["row"] for r in read_jsonl(self.path) if r.get("fp") == self.fp}
+    def done(self) -> dict[str, tuple[str, dict]]:
+        """`asset_id -> (item fingerprint, row)` finished under the same config (last one wins)."""
+        return {
+            r["asset_id"]: (r.get("item"), r["row"])
+            for r in read_jsonl(self.path)
+            if r.get("fp") == self.fp
+        }
 
-    def append(self, row: dict) -> None:
-        line = json.dumps({"asset_id": row["asset_id"], "fp": self.fp, "row": row}, sort_keys=True)
+    def append(self, row: dict, item_fp: str) -> None:
+        entry = {"asset_id": row["asset_id"], "fp": self.fp, "item": item_fp, "row": row}
+        line = json.dumps(entry, sort_keys=True)
         with open(self.path, "a") as f:
             # A torn earlier line (killed writer) must not swallow this one.
             if f.tell() and not self.path.read_bytes().endswith(b"\n"):
