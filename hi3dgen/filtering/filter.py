@@ -146,7 +146,10 @@ def filter_assets(
     out_dir: str | os.PathLike,
     cfg: FilterConfig,
     executor: ExecutorConfig,
+    metrics_path: str | os.PathLike | None = None,
 ) -> list[dict]:
+    """Filter the assets of the given stage outputs; the summary goes to `metrics_path`
+    (default OUT/metrics.json), the DVC metrics file."""
     items = collect_inputs(in_dirs)
     rows = run_stage(
         "filter",
@@ -158,7 +161,7 @@ def filter_assets(
         output_dirs=("assets",),
         finalize=functools.partial(_publish, out_dir=Path(out_dir), dedupe=cfg.dedupe),
     )
-    io.write_json(Path(out_dir) / METRICS_FILE, summary_metrics(rows))
+    io.write_json(metrics_path or Path(out_dir) / METRICS_FILE, summary_metrics(rows))
     return rows
 
 

@@ -1,0 +1,13 @@
+"""DVC stage `filter`: synthesized + ingested assets -> outputs/filter, metrics/filter.json."""
+
+from hi3dgen.filtering import FilterConfig, filter_assets
+from pipelines.common import OUT, ROOT, config, executor
+
+
+def main() -> None:
+    filter_assets([OUT / "synth", OUT / "ingest"], OUT / "filter", config(FilterConfig, "filter"),
+                  executor(), metrics_path=ROOT / "metrics" / "filter.json")
+
+
+if __name__ == "__main__":
+    main()
