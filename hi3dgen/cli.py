@@ -14,6 +14,7 @@ COMMAND_MODULES = (
     "hi3dgen.filtering.cli",
     "hi3dgen.render.cli",
     "hi3dgen.data.cli",
+    "flows.cli",
 )
 
 
@@ -21,7 +22,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hi3dgen", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:  # TEMPORARY while sub-packages land; removed at integration
+            if exc.name != name:
+                raise
+            continue
+        module.register(sub)
     return parser
 
 

@@ -1,0 +1,69 @@
+"""`hi3dgen run` (an end-to-end rerun) and `hi3dgen deploy` (the scheduled dataset refresh)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def register(sub) -> None:
+    p = sub.add_parser("run", help="run the pipeline end to end (DVC skips what did not change)")
+    p.add_argument("--preset", default=None, help="apply presets/<name>.yaml to params.yaml first")
+    p.add_argument("--until", default=None, help="stop after this stage")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="change a parameter in params.yaml, e.g. --set render.views=4 (repeatable)")
+    p.add_argument("--no-push", action="store_true", help="skip the final `dvc push`")
+    p.set_defaults(func=_run)
+
+    d = sub.add_parser("deploy", help="serve dataset_refresh on a cron schedule (needs PREFECT_API_URL)")
+    d.add_argument("--cron", default="0 3 * * *")
+    d.add_argument("--name", default="dataset-refresh")
+    d.set_defaults(func=_deploy)
+
+
+def _enter_project() -> None:
+    """Export the embedded defaults before Prefect is imported (it reads its settings then)."""
+    from flows import project
+
+    os.environ.update(project.environment())
+    os.chdir(project.root())
+
+
+def _run(args) -> int:
+    from flows import params, project
+
+    with project.run_lock():
+        changes = params.apply(args.preset, args.sets)
+        for key, value in changes.items():
+            print(f"params.yaml: {key} = {value}")
+        _enter_project()
+        from flows.pipeline import end_to_end
+
+        results = end_to_end(until=args.until, push_at_end=not args.no_push)
+    print("\nstage            ran      seconds")
+    for r in results:
+        print(f"{r['stage']:<16} {'skipped' if r['skipped'] else 'yes':<8} {r['seconds']:>7.1f}")
+    root = project.root()
+    print(
+        "\nWhere to look:\n"
+        f"  shards:       {root / 'outputs' / 'shards'}\n"
+        f"  models:       {root / 'outputs' / 'models'}\n"
+        f"  MLflow UI:    hi3dgen ui   (MLFLOW_TRACKING_URI={os.environ['MLFLOW_TRACKING_URI']})"
+    )
+    return 0
+
+
+def _deploy(args) -> int:
+    if not os.environ.get("PREFECT_API_URL"):
+        print(
+            "hi3dgen deploy: PREFECT_API_URL is not set. Start a server with `prefect server start` "
+            "and export PREFECT_API_URL=http://127.0.0.1:4200/api",
+            file=sys.stderr,
+        )
+        return 2
+    _enter_project()
+    from flows.pipeline import dataset_refresh
+
+    print(f"serving deployment 'dataset_refresh/{args.name}' on cron {args.cron!r}", flush=True)
+    dataset_refresh.serve(name=args.name, cron=args.cron)
+    return 0

@@ -1,0 +1,76 @@
+"""The project a flow runs in: its root, state folder, stage order, run lock and environment."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import sys
+from pathlib import Path
+
+import yaml
+
+DATA_STAGES = ("synthesize", "ingest", "filter", "render", "shard")
+
+
+def root() -> Path:
+    """The project root: HI3DGEN_ROOT, else the folder above this package."""
+    return Path(os.environ.get("HI3DGEN_ROOT", Path(__file__).resolve().parents[1])).resolve()
+
+
+def state_dir() -> Path:
+    """Where the embedded services keep their state (Prefect home, MLflow db, DVC remote)."""
+    d = root() / ".hi3dgen"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def stages() -> list[str]:
+    """All stages of dvc.yaml in file order, which is dependency order."""
+    with open(root() / "dvc.yaml") as f:
+        return list(yaml.safe_load(f)["stages"])
+
+
+def stages_until(until: str | None, only: tuple[str, ...] | None = None) -> list[str]:
+    names = stages()
+    if until is not None and until not in names:
+        raise ValueError(f"unknown stage {until!r}; stages are {names}")
+    selected = names[: names.index(until) + 1] if until else names
+    return [s for s in selected if only is None or s in only]
+
+
+def environment() -> dict[str, str]:
+    """Environment for stage processes: the embedded defaults unless the caller set real services."""
+    env = dict(os.environ)
+    env.setdefault("DVC_NO_ANALYTICS", "1")
+    env.setdefault("RAY_AUTH_MODE", "disabled")
+    env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    env.setdefault("PREFECT_HOME", str(state_dir() / "prefect"))
+    env.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{state_dir() / 'mlflow.db'}")
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env["HI3DGEN_ROOT"] = str(root())
+    return env
+
+
+@contextlib.contextmanager
+def run_lock():
+    """One `hi3dgen run` per project at a time; the OS drops the lock if the holder dies."""
+    path = state_dir() / "run.lock"
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise RuntimeError(
+                f"another hi3dgen run is in progress in {root()} ({holder}); "
+                "wait for it to finish or stop it, then run again"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()}\n")
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
