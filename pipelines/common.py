@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from pathlib import Path
 
 import yaml
 
+from hi3dgen import tracking
+from hi3dgen.data import manifest
 from hi3dgen.parallel import ExecutorConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,3 +35,21 @@ def config(cls, section: str, **extra):
 
 def executor() -> ExecutorConfig:
     return config(ExecutorConfig, "executor")
+
+
+@contextlib.contextmanager
+def stage(name: str, section: str | None = None):
+    """The stage's MLflow run (the flow's child run when run by a flow) with its params."""
+    section = section or name
+    with tracking.run(name, params={section: params(section)}):
+        yield
+
+
+def log_rows(rows: list[dict], **extra: float) -> None:
+    """Counts of the stage's manifest (and any extra figures) as MLflow metrics."""
+    import mlflow
+
+    summary = manifest.summarize(rows)
+    metrics = {k: summary[k] for k in ("total", "accepted", "rejected")}
+    metrics.update({f"rejected.{k}": v for k, v in summary["rejected_by_reason"].items()})
+    mlflow.log_metrics({**metrics, **extra})
