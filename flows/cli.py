@@ -20,6 +20,17 @@ def register(sub) -> None:
     d.add_argument("--name", default="dataset-refresh")
     d.set_defaults(func=_deploy)
 
+    r = sub.add_parser("runs", help="look at MLflow runs")
+    rsub = r.add_subparsers(dest="runs_command", required=True)
+    c = rsub.add_parser("compare", help="params that differ and key metrics of runs")
+    c.add_argument("run_ids", nargs="*", help="run ids (default: the latest top-level runs)")
+    c.add_argument("--last", type=int, default=2, help="how many latest runs when none are given")
+    c.set_defaults(func=_compare)
+
+    u = sub.add_parser("ui", help="start the MLflow UI on localhost")
+    u.add_argument("--port", type=int, default=5000)
+    u.set_defaults(func=_ui)
+
 
 def _enter_project() -> None:
     """Export the embedded defaults before Prefect is imported (it reads its settings then)."""
@@ -67,3 +78,21 @@ def _deploy(args) -> int:
     print(f"serving deployment 'dataset_refresh/{args.name}' on cron {args.cron!r}", flush=True)
     dataset_refresh.serve(name=args.name, cron=args.cron)
     return 0
+
+
+def _compare(args) -> int:
+    _enter_project()
+    from hi3dgen import tracking
+
+    print(tracking.compare(args.run_ids, last=args.last))
+    return 0
+
+
+def _ui(args) -> int:
+    _enter_project()
+    from hi3dgen import tracking
+
+    uri = tracking.tracking_uri()
+    print(f"MLflow UI for {uri} on http://127.0.0.1:{args.port}", flush=True)
+    os.execvp(sys.executable, [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+                               "--host", "127.0.0.1", "--port", str(args.port)])

@@ -111,3 +111,49 @@ def grid(images: list[np.ndarray], cols: int) -> np.ndarray:
         r, c = divmod(i, cols)
         out[r * h:(r + 1) * h, c * w:(c + 1) * w] = img
     return out
+
+
+KEY_METRICS = ("NE", "SNE", "chamfer", "fscore", "normal_consistency", "images_per_s", "samples_per_s")
+
+
+def _collect(client, run) -> tuple[dict, dict]:
+    """Params and the last value of each metric of a run and its child runs (child keys prefixed
+    by the stage name, unless the parent has the same key)."""
+    params, metrics = dict(run.data.params), dict(run.data.metrics)
+    children = client.search_runs(
+        [run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'", max_results=200
+    )
+    for child in children:
+        stage = child.data.tags.get("hi3dgen.stage", child.info.run_name)
+        for k, v in child.data.params.items():
+            params.setdefault(k, v)
+        for k, v in child.data.metrics.items():
+            metrics[f"{stage}/{k}"] = v
+    return params, metrics
+
+
+def compare(run_ids: list[str] | None = None, last: int = 2) -> str:
+    """A table of the params that differ and the key metrics of the given (or the latest
+    top-level) runs."""
+    from mlflow import MlflowClient
+
+    exp = setup()
+    client = MlflowClient()
+    if run_ids:
+        runs = [client.get_run(r) for r in run_ids]
+    else:
+        runs = [r for r in client.search_runs([exp], order_by=["attributes.start_time DESC"], max_results=200)
+                if "mlflow.parentRunId" not in r.data.tags][:last]
+    if not runs:
+        return "no runs yet: start one with `hi3dgen run`"
+    data = [_collect(client, r) for r in runs]
+    keys = sorted({k for p, _ in data for k in p})
+    differing = [k for k in keys if len({p.get(k) for p, _ in data}) > 1]
+    metric_keys = sorted({k for _, m in data for k in m if k.split("/")[-1] in KEY_METRICS})
+    header = ["", *[r.info.run_id[:8] for r in runs]]
+    rows = [["run", *[r.info.run_name or "" for r in runs]],
+            ["status", *[r.info.status for r in runs]]]
+    rows += [[f"param {k}", *[str(p.get(k, "-")) for p, _ in data]] for k in differing]
+    rows += [[f"metric {k}", *[f"{m[k]:.4g}" if k in m else "-" for _, m in data]] for k in metric_keys]
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths)) for row in [header, *rows])
