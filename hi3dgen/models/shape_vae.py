@@ -1,0 +1,218 @@
+"""Shape VAE: a set-latent autoencoder of 3D shapes (the representation of 3DShape2VecSet, Dora,
+TripoSG, Hunyuan3D-2), the latent space NoRLD generates in.
+
+Surface points with normals -> one cross-attention into a fixed set of learned latent queries ->
+a KL-regularized token set (L tokens x C channels) -> self-attention -> a decoder that answers the
+signed distance (negative inside) at any query point by cross-attending into the tokens. A set of
+tokens rather than a grid keeps the latent small and the decoder queryable anywhere, which mesh
+extraction (`hi3dgen.geometry.mesh_extract`) relies on.
+
+The attention blocks here are also NoRLD's (a transformer over the same tokens).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclasses.dataclass
+class ShapeVAEConfig:
+    num_latents: int = 256  # L: tokens per shape
+    latent_dim: int = 16  # C: channels per token (what NoRLD generates)
+    width: int = 384
+    heads: int = 6
+    enc_layers: int = 2  # self-attention blocks after the encoder's cross-attention
+    dec_layers: int = 6  # self-attention blocks before the SDF query
+    num_freqs: int = 8  # Fourier frequencies of the point embedding
+    num_points: int = 4096  # surface points the encoder sees per shape
+    sdf_clamp: float = 0.1  # SDF targets and predictions are compared after clamping to +-this
+    kl_weight: float = 1e-3
+    surface_weight: float = 1.0  # weight of the "SDF is zero on the surface" term
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ShapeVAEConfig":
+        return cls(**d)
+
+
+PRESETS = {
+    "tiny": ShapeVAEConfig(num_latents=32, latent_dim=8, width=64, heads=4, enc_layers=1, dec_layers=2,
+                           num_freqs=6, num_points=512),
+    "base": ShapeVAEConfig(),
+}
+
+
+def preset(name: str) -> ShapeVAEConfig:
+    if name not in PRESETS:
+        raise ValueError(f"unknown shape VAE preset {name!r}; choose one of {sorted(PRESETS)}")
+    return dataclasses.replace(PRESETS[name])
+
+
+class FourierEmbed(nn.Module):
+    """xyz -> [xyz, sin(2^k pi xyz), cos(2^k pi xyz)] -> width, so an MLP can resolve fine detail."""
+
+    def __init__(self, num_freqs: int, extra: int, width: int):
+        super().__init__()
+        self.register_buffer("freqs", (2.0 ** torch.arange(num_freqs)) * math.pi, persistent=False)
+        self.proj = nn.Linear(3 + 6 * num_freqs + extra, width)
+
+    def forward(self, xyz: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        ang = (xyz[..., None] * self.freqs).flatten(-2)
+        feats = [xyz, ang.sin(), ang.cos()] + ([extra] if extra is not None else [])
+        return self.proj(torch.cat(feats, dim=-1))
+
+
+class Attention(nn.Module):
+    """Multi-head attention over (B, N, D) queries and (B, M, D) context (self-attention if none)."""
+
+    def __init__(self, dim: int, heads: int, context_dim: int | None = None):
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"width {dim} is not divisible by {heads} heads")
+        self.heads = heads
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(context_dim or dim, 2 * dim)
+        self.out = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        b, n, d = x.shape
+        ctx = x if context is None else context
+        q = self.q(x).view(b, n, self.heads, -1).transpose(1, 2)
+        k, v = self.kv(ctx).view(b, ctx.shape[1], 2, self.heads, -1).permute(2, 0, 3, 1, 4)
+        h = F.scaled_dot_product_attention(q, k, v)
+        return self.out(h.transpose(1, 2).reshape(b, n, d))
+
+
+def mlp(dim: int, ratio: int = 4) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(dim, ratio * dim), nn.GELU(approximate="tanh"), nn.Linear(ratio * dim, dim))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: self-attention, optional cross-attention, MLP. With `cond_dim`,
+    adaptive LayerNorm (DiT's adaLN-zero) lets a vector (timestep) scale, shift and gate each
+    branch; the gates start at zero so a new block begins as the identity."""
+
+    def __init__(self, dim: int, heads: int, context_dim: int | None = None, cond_dim: int = 0,
+                 self_attn: bool = True):
+        super().__init__()
+        affine = cond_dim == 0
+        self.attn = Attention(dim, heads) if self_attn else None
+        self.norm1 = nn.LayerNorm(dim, elementwise_affine=affine) if self_attn else None
+        self.cross = Attention(dim, heads, context_dim) if context_dim else None
+        self.norm_x = nn.LayerNorm(dim) if context_dim else None
+        self.norm_ctx = nn.LayerNorm(context_dim) if context_dim else None
+        self.norm2 = nn.LayerNorm(dim, elementwise_affine=affine)
+        self.mlp = mlp(dim)
+        self.ada = None
+        if cond_dim:
+            self.ada = nn.Linear(cond_dim, 6 * dim)
+            nn.init.zeros_(self.ada.weight)
+            nn.init.zeros_(self.ada.bias)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None,
+                cond: torch.Tensor | None = None) -> torch.Tensor:
+        if self.ada is not None:
+            s1, b1, g1, s2, b2, g2 = self.ada(F.silu(cond))[:, None].chunk(6, dim=-1)
+        else:
+            s1 = b1 = s2 = b2 = 0.0
+            g1 = g2 = 1.0
+        if self.attn is not None:
+            x = x + g1 * self.attn(self.norm1(x) * (1 + s1) + b1)
+        if self.cross is not None:
+            x = x + self.cross(self.norm_x(x), self.norm_ctx(context))
+        return x + g2 * self.mlp(self.norm2(x) * (1 + s2) + b2)
+
+
+@dataclasses.dataclass
+class Posterior:
+    """Diagonal Gaussian over the latent tokens (B, L, C)."""
+
+    mean: torch.Tensor
+    logvar: torch.Tensor
+
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        eps = torch.randn(self.mean.shape, device=self.mean.device, dtype=self.mean.dtype, generator=generator)
+        return self.mean + (0.5 * self.logvar).exp() * eps
+
+    def kl(self) -> torch.Tensor:
+        """KL to N(0, I), averaged over tokens and channels, per shape (B,)."""
+        return 0.5 * (self.mean.pow(2) + self.logvar.exp() - 1 - self.logvar).mean(dim=(1, 2))
+
+
+class ShapeVAE(nn.Module):
+    def __init__(self, cfg: ShapeVAEConfig):
+        super().__init__()
+        self.cfg = cfg
+        w = cfg.width
+        self.point_embed = FourierEmbed(cfg.num_freqs, 3, w)
+        self.queries = nn.Parameter(torch.randn(cfg.num_latents, w) * 0.02)
+        self.encode_cross = Block(w, cfg.heads, context_dim=w, self_attn=False)
+        self.encode_blocks = nn.ModuleList(Block(w, cfg.heads) for _ in range(cfg.enc_layers))
+        self.to_posterior = nn.Linear(w, 2 * cfg.latent_dim)
+        self.from_latent = nn.Linear(cfg.latent_dim, w)
+        self.decode_blocks = nn.ModuleList(Block(w, cfg.heads) for _ in range(cfg.dec_layers))
+        self.query_embed = FourierEmbed(cfg.num_freqs, 0, w)
+        self.query_cross = Block(w, cfg.heads, context_dim=w, self_attn=False)
+        self.to_sdf = nn.Sequential(nn.LayerNorm(w), nn.Linear(w, 1))
+
+    def encode(self, surface: torch.Tensor) -> Posterior:
+        """surface (B, N, 6) points + unit normals -> posterior over (B, L, C) tokens."""
+        pts = self.point_embed(surface[..., :3], surface[..., 3:6])
+        h = self.queries[None].expand(surface.shape[0], -1, -1)
+        h = self.encode_cross(h, pts)
+        for block in self.encode_blocks:
+            h = block(h)
+        mean, logvar = self.to_posterior(h).chunk(2, dim=-1)
+        return Posterior(mean, logvar.clamp(-30.0, 20.0))
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Latent tokens (B, L, C) -> decoder tokens (B, L, width), computed once per shape and
+        queried many times (`query`)."""
+        h = self.from_latent(z)
+        for block in self.decode_blocks:
+            h = block(h)
+        return h
+
+    def query(self, tokens: torch.Tensor, xyz: torch.Tensor) -> torch.Tensor:
+        """Signed distance (B, P) at points xyz (B, P, 3), negative inside."""
+        q = self.query_cross(self.query_embed(xyz), tokens)
+        return self.to_sdf(q).squeeze(-1)
+
+    def query_chunked(self, tokens: torch.Tensor, xyz: torch.Tensor, chunk: int = 65536) -> torch.Tensor:
+        """`query` in chunks of points, for dense grids."""
+        return torch.cat([self.query(tokens, xyz[:, s:s + chunk]) for s in range(0, xyz.shape[1], chunk)], dim=1)
+
+    def forward(self, surface: torch.Tensor, xyz: torch.Tensor, sample: bool = True) -> tuple[torch.Tensor, Posterior]:
+        post = self.encode(surface)
+        z = post.sample() if sample else post.mean
+        return self.query(self.decode(z), xyz), post
+
+    def loss(self, surface: torch.Tensor, sdf: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Clamped L1 on SDF samples (B, M, 4), the surface points' SDF pulled to zero, and KL."""
+        cfg = self.cfg
+        xyz = torch.cat([sdf[..., :3], surface[..., :3]], dim=1)
+        pred, post = self(surface, xyz)
+        m = sdf.shape[1]
+        c = cfg.sdf_clamp
+        sdf_loss = (pred[:, :m].clamp(-c, c) - sdf[..., 3].clamp(-c, c)).abs().mean()
+        surface_loss = pred[:, m:].abs().mean()
+        kl = post.kl().mean()
+        loss = sdf_loss + cfg.surface_weight * surface_loss + cfg.kl_weight * kl
+        sign_acc = ((pred[:, :m] < 0) == (sdf[..., 3] < 0)).float().mean()
+        return loss, {"sdf_loss": sdf_loss, "surface_loss": surface_loss, "kl": kl, "sign_acc": sign_acc}
+
+
+def load(path, device: str | torch.device = "cpu") -> ShapeVAE:
+    """A trained VAE (eval mode) from `RUN/model.pt` or a training checkpoint `RUN/checkpoints/last.pt`."""
+    from hi3dgen.training import checkpoint
+
+    state = checkpoint.load(path)
+    if state.get("kind") != "shape_vae":
+        raise ValueError(f"{path} holds a {state.get('kind')!r} model, not a shape VAE")
+    model = ShapeVAE(ShapeVAEConfig.from_dict(state["config"]["model"]))
+    model.load_state_dict(state["model"])
+    return model.to(device).eval()

@@ -1,0 +1,57 @@
+import numpy as np
+import pytest
+import torch
+import trimesh
+
+from hi3dgen.render.cameras import Camera, intrinsics, look_at
+from hi3dgen.render.diff_normals import normal_error, render_normals, resize_camera
+
+
+def cameras(res=32):
+    eyes = [(0.0, 0.0, 2.0), (2.0, 1.0, 1.5), (0.3, -2.0, 0.1)]
+    return [Camera(intrinsics(40, res, res), look_at(np.array(e)), res, res) for e in eyes]
+
+
+def test_box_shows_its_face_normals_in_camera_space():
+    box = trimesh.creation.box((0.6, 0.4, 0.5))
+    cams = cameras()
+    out = render_normals(torch.tensor(box.vertices), torch.tensor(box.faces), cams, backend="embree")
+    # the front camera sees only the +Z face: camera-space normal (0, 0, 1) everywhere on the mask
+    front = out.normal[0][out.mask[0]]
+    assert out.mask[0].sum() > 50 and torch.allclose(front, torch.tensor([0.0, 0.0, 1.0], dtype=front.dtype))
+    # every pixel of every view is one of the six axis normals rotated into that camera
+    for cam, n, m in zip(cams, out.normal, out.mask):
+        axes = np.concatenate([np.eye(3), -np.eye(3)]) @ cam.rotation  # world -> camera
+        d = np.abs(n[m].numpy()[:, None] - axes[None]).sum(-1).min(1)
+        assert d.max() < 1e-6
+        assert not n[~m].any()
+
+
+def test_matches_the_dataset_renderer():
+    from hi3dgen.render.embree import EmbreeBackend
+
+    mesh = trimesh.creation.icosphere(2, radius=0.4)
+    cams = cameras()
+    ref = EmbreeBackend().render(mesh, cams, rgb=False)
+    out = render_normals(torch.tensor(mesh.vertices), torch.tensor(mesh.faces), cams)
+    for r, n, m in zip(ref, out.normal, out.mask):
+        assert np.array_equal(r.mask, m.numpy())
+        assert np.abs(r.normal - n.numpy()).max() < 1e-5
+
+
+def test_gradient_reaches_the_vertices():
+    mesh = trimesh.creation.icosphere(1, radius=0.4)
+    v = torch.tensor(mesh.vertices, requires_grad=True)
+    cams = [resize_camera(c, 24) for c in cameras()]
+    gt = render_normals(torch.tensor(mesh.vertices) * 1.05, torch.tensor(mesh.faces), cams)
+    noisy = v + 0.02 * torch.randn_like(v, generator=torch.Generator().manual_seed(0))
+    loss = normal_error(render_normals(noisy, torch.tensor(mesh.faces), cams), gt.normal, gt.mask)
+    loss.backward()
+    assert loss > 0 and v.grad.abs().sum() > 0 and torch.isfinite(v.grad).all()
+
+
+def test_cuda_backend_needs_cuda():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ValueError, match="CUDA"):
+        render_normals(torch.zeros(3, 3), torch.zeros(1, 3, dtype=torch.long), cameras(), backend="nvdiffrast")
