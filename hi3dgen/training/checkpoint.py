@@ -1,0 +1,54 @@
+"""Checkpoint files and the RNG state they carry. A checkpoint is written to a temporary name and
+renamed, so a run killed while saving still has its previous `last.pt`."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hi3dgen import io
+
+LAST = "last.pt"
+
+
+def rng_state() -> dict:
+    """Python, NumPy and torch (CPU and every CUDA device) generator states, as plain tensors/lists
+    so that the checkpoint loads with `weights_only=True`."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save(path: str | os.PathLike, state: dict) -> None:
+    with io.atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for a torn or foreign file
+        raise ValueError(f"checkpoint {path} cannot be read ({type(exc).__name__}: {exc})") from exc

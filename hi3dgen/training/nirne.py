@@ -1,0 +1,280 @@
+"""NiRNE training: stage 1 trains the whole network on the `real` domain; stage 2 starts from stage 1,
+freezes the clean stream and fine-tunes the noisy stream, fusion and decoder on `synthetic`
+(the paper's domain-specific training). `train_nirne(cfg)` is the per-worker entry point that
+a plain process, torchrun or Ray Train calls.
+
+Data: view shards (`hi3dgen.data.webds`), or `toy`: procedural views (`hi3dgen.training.toy`)
+for machines without rendered data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from hi3dgen import tracking as project_tracking
+from hi3dgen.eval.normals import NormalMetrics, NormalMetricsConfig, angular_error_deg
+from hi3dgen.models.nirne import NiRNE, NiRNEConfig
+from hi3dgen.training import checkpoint, toy
+from hi3dgen.training.data import AugmentConfig, ListStream, ViewBatches, collate, prepare_view
+from hi3dgen.training.predict import nirne_from_state
+from hi3dgen.training.trainer import Trainer, TrainerConfig, init_distributed
+from hi3dgen.training.tracking import TrackingConfig
+
+DOMAINS = ("real", "synthetic", "any")
+LOSSES = ("l2", "angular")
+TOY = "toy"
+
+
+@dataclasses.dataclass
+class NiRNEDataConfig:
+    shards: str = TOY  # a view shard dir, or `toy` for procedural views
+    domain: str | None = None  # None: `real` in stage 1, `synthetic` in stage 2
+    val_domain: str | None = None  # None: the training domain
+    batch_size: int = 8
+    workers: int = 0  # threads that decode and augment
+    augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
+    val_samples: int = 64  # val views evaluated during training (at augment.resolution)
+    vis_samples: int = 4
+    toy_train: int = 512  # toy views per domain
+    toy_size: int = 128
+
+
+@dataclasses.dataclass
+class NiRNERunConfig:
+    preset: str = "base"
+    stage: int = 1
+    stages: tuple[int, ...] = (1, 2)  # `no_stage2` trains stage 1 only, on every domain
+    init: str | None = None  # stage 2: the stage-1 checkpoint
+    loss: str = "l2"  # l2 on unit normals (the paper) | angular
+    model: NiRNEConfig = dataclasses.field(default_factory=NiRNEConfig)
+    data: NiRNEDataConfig = dataclasses.field(default_factory=NiRNEDataConfig)
+    trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
+    metrics: NormalMetricsConfig = dataclasses.field(default_factory=NormalMetricsConfig)
+    tracking: TrackingConfig = dataclasses.field(default_factory=TrackingConfig)
+
+    def __post_init__(self):
+        if self.stage not in self.stages:
+            raise ValueError(f"preset {self.preset!r} has no stage {self.stage} (its stages: {self.stages})")
+        if self.stage == 2 and not self.init:
+            raise ValueError("stage 2 starts from stage 1: give --init RUN1/checkpoints/last.pt")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, not {self.loss!r}")
+        for d in (self.data.domain, self.data.val_domain):
+            if d is not None and d not in DOMAINS:
+                raise ValueError(f"domain must be one of {DOMAINS}, not {d!r}")
+
+    @property
+    def domain(self) -> str:
+        if self.data.domain:
+            return self.data.domain
+        if self.stages == (1,):
+            return "any"
+        return "real" if self.stage == 1 else "synthetic"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# ---- presets ---------------------------------------------------------------------------------
+def _tiny(cfg: NiRNERunConfig) -> None:
+    cfg.model = dataclasses.replace(cfg.model, width=16, mults=(1, 2, 2), blocks=1, patch=1, emb_dim=32, head_ch=8)
+    cfg.data = dataclasses.replace(cfg.data, batch_size=8, val_samples=16, toy_train=128, toy_size=48,
+                                   augment=dataclasses.replace(cfg.data.augment, resolution=32))
+    cfg.trainer = dataclasses.replace(cfg.trainer, steps=150, ema_decay=0.99, log_every=10, ckpt_every=50,
+                                      optim=dataclasses.replace(cfg.trainer.optim, lr=2e-3, warmup_steps=10))
+
+
+def _base(cfg: NiRNERunConfig) -> None:
+    cfg.data = dataclasses.replace(cfg.data, batch_size=16, workers=8,
+                                   augment=dataclasses.replace(cfg.data.augment, resolution=512))
+    cfg.trainer = dataclasses.replace(cfg.trainer, steps=20000, log_every=50, val_every=1000, vis_every=1000,
+                                      ckpt_every=1000)
+
+
+def _no_noise(cfg: NiRNERunConfig) -> None:
+    cfg.model = dataclasses.replace(cfg.model, noise=dataclasses.replace(cfg.model.noise, enabled=False))
+
+
+def _single_stream(cfg: NiRNERunConfig) -> None:
+    cfg.model = dataclasses.replace(cfg.model, dual_stream=False)
+
+
+def _no_stage2(cfg: NiRNERunConfig) -> None:
+    cfg.stages = (1,)
+
+
+PRESETS = {"tiny": _tiny, "base": _base, "no_noise": _no_noise, "single_stream": _single_stream, "no_stage2": _no_stage2}
+SIZES = ("tiny", "base")
+
+
+def preset_config(spec: str, **fields) -> NiRNERunConfig:
+    """`tiny`, `base`, an ablation (`no_noise`, `single_stream`, `no_stage2`: on top of `base`), or a
+    `+`-joined list applied in order, e.g. `tiny+no_noise`. `fields` set top-level fields first."""
+    names = spec.split("+")
+    unknown = [n for n in names if n not in PRESETS]
+    if unknown:
+        raise ValueError(f"unknown NiRNE preset {unknown}; known: {sorted(PRESETS)} (join with '+')")
+    if not any(n in SIZES for n in names):
+        names = ["base", *names]
+    stage = fields.pop("stage", 1)
+    cfg = NiRNERunConfig(preset=spec, **fields)
+    for n in names:
+        PRESETS[n](cfg)
+    cfg.stage = stage
+    cfg.__post_init__()
+    return cfg
+
+
+# ---- data ------------------------------------------------------------------------------------
+def _toy_set(cfg: NiRNEDataConfig, split: str, domain: str) -> list[dict]:
+    """`toy_train` train views per domain; val views (other seeds) split evenly over the domains."""
+    domains = toy.DOMAINS if domain == "any" else (domain,)
+    n = cfg.toy_train if split == "train" else -(-cfg.val_samples // len(domains))
+    seed = {"train": 0, "val": 1_000_000}[split]
+    return [s for i, d in enumerate(domains) for s in toy.toy_samples(n, cfg.toy_size, d, seed + i)]
+
+
+def train_stream(cfg: NiRNEDataConfig, domain: str, seed: int):
+    """start -> this rank's endless, shuffled stream of train views after `start` consumed ones.
+    Built once here so that a domain without samples fails before training starts."""
+    if cfg.shards == TOY:
+        samples = _toy_set(cfg, "train", domain)
+        return lambda start: ListStream(samples, seed, start, cfg.batch_size)
+    from hi3dgen.data.webds import view_dataset
+
+    def open_stream(start: int):
+        return view_dataset(cfg.shards, split="train", domain=domain, shuffle=True, seed=seed,
+                            resampled=True, start=start, batch_size=cfg.batch_size)
+
+    open_stream(0)
+    return open_stream
+
+
+def eval_views(cfg: NiRNEDataConfig, split: str, domain: str):
+    """The views of a split in a fixed order."""
+    if cfg.shards == TOY:
+        return _toy_set(cfg, split, domain)
+    from hi3dgen.data.webds import view_dataset
+
+    return view_dataset(cfg.shards, split=split, domain=domain)
+
+
+def val_views(cfg: NiRNERunConfig) -> list[dict]:
+    """The first `val_samples` val views, resized (not augmented) for batched evaluation."""
+    domain = cfg.data.val_domain or cfg.domain
+    stream = eval_views(cfg.data, "val", domain)
+    plain = dataclasses.replace(cfg.data.augment, enabled=False)
+    views = []
+    for sample in stream:
+        views.append(prepare_view(sample, plain, None))
+        if len(views) >= cfg.data.val_samples:
+            break
+    return views
+
+
+# ---- visualization ---------------------------------------------------------------------------
+def error_heatmap(err_deg: np.ndarray, mask: np.ndarray, max_deg: float = 45.0) -> np.ndarray:
+    u8 = np.clip(err_deg / max_deg * 255, 0, 255).astype(np.uint8)
+    rgb = cv2.applyColorMap(u8, cv2.COLORMAP_INFERNO)[..., ::-1].copy()
+    rgb[~mask] = 0
+    return rgb
+
+
+def comparison_grid(image: np.ndarray, pred: np.ndarray, gt: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Rows of input | prediction | ground truth | angular error, from (N, 3, H, W) arrays."""
+    tiles = []
+    for img, p, g, m in zip(image, pred, gt, mask):
+        tiles += [
+            (np.clip(img.transpose(1, 2, 0), 0, 1) * 255).round().astype(np.uint8),
+            project_tracking.normal_to_rgb(p.transpose(1, 2, 0), m),
+            project_tracking.normal_to_rgb(g.transpose(1, 2, 0), m),
+            error_heatmap(angular_error_deg(p, g), m),
+        ]
+    return project_tracking.grid(tiles, cols=4)
+
+
+# ---- trainer ---------------------------------------------------------------------------------
+def normal_loss(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor, kind: str) -> torch.Tensor:
+    """Mean over foreground pixels of |pred - gt|^2 (unit vectors) or of the angle (radians)."""
+    m = mask.float()
+    if kind == "l2":
+        per_pixel = ((pred - gt) ** 2).sum(1)
+    else:
+        per_pixel = torch.acos((pred * gt).sum(1).clamp(-1 + 1e-6, 1 - 1e-6))
+    return (per_pixel * m).sum() / m.sum().clamp(min=1)
+
+
+class NiRNETrainer(Trainer):
+    kind = "nirne"
+
+    def __init__(self, cfg: NiRNERunConfig, model: NiRNE, data: ViewBatches, out_dir):
+        self.run_cfg = cfg
+        super().__init__(cfg.trainer, model, data, out_dir, run_config=cfg.to_dict(), tracking=cfg.tracking)
+        self._val: list[dict] | None = None
+
+    def compute_loss(self, model, batch):
+        image = batch["image"]
+        t, eps = self.model.sample_noise(image)
+        pred = model(image, t, eps)
+        loss = normal_loss(pred, batch["normal"], batch["mask"], self.run_cfg.loss)
+        return loss, {"noise_level": t.mean()}
+
+    def _val_views(self) -> list[dict]:
+        if self._val is None:
+            self._val = val_views(self.run_cfg)
+        return self._val
+
+    def _predict(self, views: list[dict]) -> tuple[dict, np.ndarray]:
+        batch = collate(views)
+        with self._autocast():
+            pred = self.model(batch["image"].to(self.device))
+        return batch, pred.float().cpu().numpy()
+
+    def evaluate(self) -> dict[str, float]:
+        metrics = NormalMetrics(self.run_cfg.metrics)
+        views = self._val_views()
+        bs = self.run_cfg.data.batch_size
+        for i in range(0, len(views), bs):
+            batch, pred = self._predict(views[i : i + bs])
+            for p, g, m in zip(pred, batch["normal"].numpy(), batch["mask"].numpy()):
+                metrics.add(p, g, m)
+        return {k: v for k, v in metrics.result().items() if k in ("NE", "SNE", "median", "pct_11.25", "pct_22.5", "pct_30")}
+
+    def visualize(self) -> dict[str, np.ndarray]:
+        batch, pred = self._predict(self._val_views()[: self.run_cfg.data.vis_samples])
+        grid = comparison_grid(batch["image"].numpy(), pred, batch["normal"].numpy(), batch["mask"].numpy())
+        return {"val_grid": grid}
+
+
+def build_model(cfg: NiRNERunConfig) -> NiRNE:
+    """Stage 1: a fresh model. Stage 2: the stage-1 model (its EMA weights) with the clean stream
+    frozen; the architecture comes from the stage-1 checkpoint."""
+    if cfg.stage == 1:
+        return NiRNE(cfg.model)
+    state = checkpoint.load(cfg.init)
+    model = nirne_from_state(state, f"--init {cfg.init}")
+    if tuple(state["config"].get("stages", (1, 2))) == (1,):
+        raise ValueError(f"--init {cfg.init} was trained with preset no_stage2, which has no stage 2")
+    cfg.model = model.cfg
+    if cfg.model.dual_stream:
+        model.freeze_clean_stream()
+    return model
+
+
+def build_data(cfg: NiRNERunConfig, pin_memory: bool = False) -> ViewBatches:
+    return ViewBatches(train_stream(cfg.data, cfg.domain, cfg.trainer.seed), cfg.data.batch_size, cfg.data.augment,
+                       seed=cfg.trainer.seed, workers=cfg.data.workers, pin_memory=pin_memory)
+
+
+def train_nirne(cfg: NiRNERunConfig, out_dir: str, stop_at: int | None = None) -> dict[str, float]:
+    """The per-worker training function (plain process, torchrun or Ray Train worker)."""
+    init_distributed(cfg.trainer.device)
+    model = build_model(cfg)
+    data = build_data(cfg, pin_memory=torch.cuda.is_available() and cfg.trainer.device != "cpu")
+    trainer = NiRNETrainer(cfg, model, data, out_dir)
+    return trainer.train(stop_at=stop_at)

@@ -1,0 +1,80 @@
+"""MLflow logging of a training run through an explicit client (no global active run), on the
+project's store (`hi3dgen.tracking`: MLFLOW_TRACKING_URI, else sqlite in the state dir).
+
+The run is, in this order: the one a resumed checkpoint names, the flow's child run (MLFLOW_RUN_ID),
+or a new run in `experiment`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+
+import numpy as np
+
+from hi3dgen import tracking
+
+
+@dataclasses.dataclass
+class TrackingConfig:
+    enabled: bool = True
+    experiment: str = tracking.EXPERIMENT
+    run_name: str | None = None
+
+
+class Tracker:
+    """One MLflow run. Disabled (every call a no-op) when `cfg.enabled` is false or on ranks > 0."""
+
+    def __init__(self, cfg: TrackingConfig, active: bool = True):
+        self.cfg = cfg
+        self.active = cfg.enabled and active
+        self.client = None
+        self.run_id: str | None = None
+
+    def start(self, params: dict, run_id: str | None = None) -> str | None:
+        """Open the run (see the module docstring) and log `params`."""
+        if not self.active:
+            return None
+        from mlflow.tracking import MlflowClient
+
+        exp_id = tracking.setup(self.cfg.experiment)
+        self.client = MlflowClient(tracking.tracking_uri())
+        run_id = run_id or os.environ.get("MLFLOW_RUN_ID")
+        if run_id is None:
+            tags = {**tracking.git_tags(), "hi3dgen.stage": self.cfg.run_name or "train"}
+            run_id = self.client.create_run(exp_id, run_name=self.cfg.run_name, tags=tags).info.run_id
+        else:
+            self.client.update_run(run_id, status="RUNNING")
+        self.run_id = run_id
+        self.log_params(params)
+        return run_id
+
+    def log_params(self, params: dict) -> None:
+        """Log the params the run does not hold yet (MLflow refuses to change a logged param)."""
+        from mlflow.entities import Param
+
+        held = self.client.get_run(self.run_id).data.params
+        items = [Param(k, v) for k, v in tracking.flatten(params).items() if k not in held]
+        for i in range(0, len(items), 100):
+            self.client.log_batch(self.run_id, params=items[i : i + 100])
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        if not self.active or not metrics:
+            return
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+
+    def log_image(self, name: str, image: np.ndarray, step: int) -> None:
+        if self.active:
+            self.client.log_image(self.run_id, image, artifact_file=f"{name}/step_{step:08d}.png")
+
+    def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
+        if self.active:
+            self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def end(self, status: str = "FINISHED") -> None:
+        if self.active and self.run_id:
+            self.client.set_terminated(self.run_id, status)
