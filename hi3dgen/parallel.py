@@ -81,6 +81,11 @@ class Progress:
             )
 
 
+def _apply(fn: Callable, item):
+    """The Ray task: `ray.remote` takes plain functions only, `fn` may be a functools.partial."""
+    return fn(item)
+
+
 def fan_out(
     fn: Callable, items: Iterable, cfg: ExecutorConfig, desc: str = "work"
 ) -> Iterator[tuple[object, bool, object]]:
@@ -100,7 +105,8 @@ def fan_out(
     ray = init_ray(cfg)
     task = ray.remote(
         num_cpus=cfg.cpus_per_task, num_gpus=cfg.gpus_per_task, max_retries=cfg.retries
-    )(fn)
+    )(_apply)
+    fn_ref = ray.put(fn)
     pending: dict = {}
     queue = iter(items)
     while True:
@@ -108,7 +114,7 @@ def fan_out(
             item = next(queue, None)
             if item is None:
                 break
-            pending[task.remote(item)] = item
+            pending[task.remote(fn_ref, item)] = item
         if not pending:
             return
         ready, _ = ray.wait(list(pending), num_returns=1)
