@@ -149,11 +149,12 @@ class NiRNE(nn.Module):
 
     @torch.no_grad()
     def predict(self, image: torch.Tensor, noise_level: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Normals for images of any size: pad to a multiple of the stride, run, crop back.
-        `noise_level` > 0 injects noise at that level (off by default, so outputs are deterministic)."""
+        """Normals for images of any size: pad to a multiple of the stride (at least two strides, so
+        the bottleneck's norms see more than one value), run, crop back. `noise_level` > 0 injects
+        noise at that level (off by default, so outputs are deterministic)."""
         h, w = image.shape[-2:]
         s = self.cfg.stride
-        ph, pw = (-h) % s, (-w) % s
+        ph, pw = max(h + (-h) % s, 2 * s) - h, max(w + (-w) % s, 2 * s) - w
         x = F.pad(image, (0, pw, 0, ph), mode="replicate") if ph or pw else image
         t = torch.full((x.shape[0],), float(noise_level), device=x.device)
         eps = None

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hi3dgen.geometry.mesh_extract import ExtractConfig, Mesh, extract
+
 
 @dataclasses.dataclass
 class ShapeVAEConfig:
@@ -191,28 +193,47 @@ class ShapeVAE(nn.Module):
         z = post.sample() if sample else post.mean
         return self.query(self.decode(z), xyz), post
 
-    def loss(self, surface: torch.Tensor, sdf: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Clamped L1 on SDF samples (B, M, 4), the surface points' SDF pulled to zero, and KL."""
-        cfg = self.cfg
-        xyz = torch.cat([sdf[..., :3], surface[..., :3]], dim=1)
-        pred, post = self(surface, xyz)
-        m = sdf.shape[1]
-        c = cfg.sdf_clamp
-        sdf_loss = (pred[:, :m].clamp(-c, c) - sdf[..., 3].clamp(-c, c)).abs().mean()
-        surface_loss = pred[:, m:].abs().mean()
-        kl = post.kl().mean()
-        loss = sdf_loss + cfg.surface_weight * surface_loss + cfg.kl_weight * kl
-        sign_acc = ((pred[:, :m] < 0) == (sdf[..., 3] < 0)).float().mean()
-        return loss, {"sdf_loss": sdf_loss, "surface_loss": surface_loss, "kl": kl, "sign_acc": sign_acc}
+    def sdf_fn(self, tokens: torch.Tensor):
+        """The SDF of one shape's decoder tokens (1, L, width) as a function (P, 3) -> (P,)."""
+        return lambda xyz: self.query(tokens, xyz[None].to(tokens.dtype))[0]
+
+    def extract_meshes(self, z: torch.Tensor, cfg: ExtractConfig) -> list[Mesh | None]:
+        """Meshes of latents (B, L, C) with vertices differentiable in z (None: no surface)."""
+        tokens = self.decode(z)
+        return [extract(self.sdf_fn(tokens[i:i + 1]), cfg, device=z.device) for i in range(len(z))]
 
 
-def load(path, device: str | torch.device = "cpu") -> ShapeVAE:
-    """A trained VAE (eval mode) from `RUN/model.pt` or a training checkpoint `RUN/checkpoints/last.pt`."""
+def vae_loss(cfg: ShapeVAEConfig, pred: torch.Tensor, post: Posterior, sdf: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """`pred` answers the SDF samples (B, M, 4) then the surface points: clamped L1 on the samples
+    (the clamp spends capacity near the surface, where the mesh is), the surface pulled to SDF 0,
+    and KL to N(0, I)."""
+    m = sdf.shape[1]
+    c = cfg.sdf_clamp
+    sdf_loss = (pred[:, :m].clamp(-c, c) - sdf[..., 3].clamp(-c, c)).abs().mean()
+    surface_loss = pred[:, m:].abs().mean()
+    kl = post.kl().mean()
+    loss = sdf_loss + cfg.surface_weight * surface_loss + cfg.kl_weight * kl
+    sign_acc = ((pred[:, :m] < 0) == (sdf[..., 3] < 0)).float().mean()
+    return loss, {"sdf_loss": sdf_loss, "surface_loss": surface_loss, "kl": kl, "sign_acc": sign_acc}
+
+
+def trained_state(path, kind: str) -> tuple[dict, dict]:
+    """(run config, weights) of a `kind` model from `RUN/model.pt` (the exported weights) or a
+    training checkpoint `RUN/checkpoints/last.pt` (its EMA weights when it has them)."""
     from hi3dgen.training import checkpoint
 
     state = checkpoint.load(path)
-    if state.get("kind") != "shape_vae":
-        raise ValueError(f"{path} holds a {state.get('kind')!r} model, not a shape VAE")
-    model = ShapeVAE(ShapeVAEConfig.from_dict(state["config"]["model"]))
-    model.load_state_dict(state["model"])
+    if state.get("kind") != kind:
+        raise ValueError(f"{path} holds a {state.get('kind')!r} model, not a {kind!r} one")
+    weights = state["model"]
+    if state.get("ema"):
+        weights = {k: state["ema"]["shadow"].get(k, v).to(v.dtype) for k, v in weights.items()}
+    return state["config"], weights
+
+
+def load(path, device: str | torch.device = "cpu") -> ShapeVAE:
+    """A trained shape VAE in eval mode (see `trained_state`)."""
+    config, weights = trained_state(path, "shape_vae")
+    model = ShapeVAE(ShapeVAEConfig.from_dict(config["model"]))
+    model.load_state_dict(weights)
     return model.to(device).eval()

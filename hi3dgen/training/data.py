@@ -171,6 +171,7 @@ class ViewBatches:
         return torch.utils.data.DataLoader(
             data, batch_size=self.batch_size, num_workers=self.workers, collate_fn=collate,
             pin_memory=self.pin_memory, persistent_workers=self.workers > 0,
+            generator=torch.Generator().manual_seed(self.seed),  # keep the global RNG (noise) untouched
         )
 
     def __iter__(self) -> "ViewBatches":

@@ -25,7 +25,7 @@ from hi3dgen.models.shape_vae import ShapeVAE, ShapeVAEConfig, vae_loss
 from hi3dgen.models.shape_vae import preset as model_preset
 from hi3dgen.render.cameras import Camera, orbit_cameras
 from hi3dgen.render.diff_normals import render_normals
-from hi3dgen.training.data import ViewBatches
+from hi3dgen.training.data import ListStream, ViewBatches, collate, stream_info
 from hi3dgen.training.trainer import Trainer, TrainerConfig, init_distributed
 from hi3dgen.training.tracking import TrackingConfig
 
@@ -42,6 +42,7 @@ class ShapeDataConfig:
     sdf_points: int = 4096  # SDF supervision samples per shape and step
     views: int = 0  # ground-truth views per sample in a batch (NoRLD: condition + regularizer)
     view_size: int = 0  # their resolution (0: as stored)
+    cond_size: int = 0  # > 0: also the first of them at this resolution as `cond` (NoRLD's condition)
     val_shapes: int = 8  # val shapes evaluated during training
     vis_shapes: int = 2
     toy_train: int = 64
@@ -106,20 +107,20 @@ def toy_shapes(cfg: ShapeDataConfig, split: str) -> list[dict]:
     return [toy_shape(i, seed, cfg) for i in range(n)]
 
 
-def open_shapes(cfg: ShapeDataConfig, split: str, seed: int, shuffle: bool):
-    """A function epoch -> iterable of decoded shape samples of `split`."""
+def train_stream(cfg: ShapeDataConfig, seed: int):
+    """start -> this rank's endless, shuffled stream of train shapes after `start` consumed ones
+    (the contract `ViewBatches` expects). Opened once here so a bad shard dir fails before training."""
     if cfg.shards == TOY:
-        samples = toy_shapes(cfg, split)
-
-        def epoch_samples(epoch: int):
-            order = np.random.default_rng(seed + epoch).permutation(len(samples)) if shuffle else range(len(samples))
-            return [samples[i] for i in order]
-
-        return epoch_samples
+        samples = toy_shapes(cfg, "train")
+        return lambda start: ListStream(samples, seed, start, cfg.batch_size)
     from hi3dgen.data.webds import shape_dataset
 
-    shards = Path(cfg.shards)
-    return lambda epoch: shape_dataset(shards, split=split, shuffle=shuffle, seed=seed + epoch)
+    def open_stream(start: int):
+        return shape_dataset(cfg.shards, split="train", shuffle=True, seed=seed, resampled=True, start=start,
+                             batch_size=cfg.batch_size)
+
+    open_stream(0)
+    return open_stream
 
 
 def _subset(rng: np.random.Generator | None, n: int, k: int) -> np.ndarray:
@@ -136,30 +137,38 @@ def cameras_of(sample: dict) -> list[Camera]:
     return [Camera(K[i], c2w[i], w, h) for i in range(len(K))]
 
 
+def resample_views(sample: dict, pick: np.ndarray, size: int) -> dict[str, np.ndarray]:
+    """Views `pick` of a sample at `size` pixels on the longer side, sampled at the new pixel
+    centres (nearest: normals stay exact unit vectors), with K scaled to match."""
+    h, w = int(sample["cameras"]["height"]), int(sample["cameras"]["width"])
+    s = (size or max(h, w)) / max(h, w)
+    rows = np.minimum((np.arange(round(h * s)) + 0.5) / s, h - 1).astype(int)
+    cols = np.minimum((np.arange(round(w * s)) + 0.5) / s, w - 1).astype(int)
+    K = np.asarray(sample["cameras"]["K"], np.float32)[pick].copy()
+    K[:, :2] *= s
+    return {
+        "normals": np.asarray(sample["normals"], np.float32)[pick][:, :, rows][:, :, :, cols],
+        "masks": np.asarray(sample["masks"], bool)[pick][:, rows][:, :, cols],
+        "K": K,
+        "c2w": np.asarray(sample["cameras"]["c2w"], np.float32)[pick],
+    }
+
+
 def prepare_shape(sample: dict, cfg: ShapeDataConfig, rng: np.random.Generator | None) -> dict[str, np.ndarray]:
     """Random subsets of the surface and SDF samples and, with `cfg.views`, that many random
-    ground-truth views (normals (V, 3, S, S), masks, K, c2w) resampled to `view_size` at the pixel
-    centres (nearest: normals stay exact unit vectors). rng None: the first ones (validation)."""
+    ground-truth views (normals (V, 3, S, S), masks, K, c2w) at `view_size`, the first of them also
+    as the condition `cond` (3, C, C) at `cond_size`. rng None: the first ones (validation)."""
     surface, sdf = sample["surface"], sample["sdf"]
     out = {
         "surface": surface[_subset(rng, len(surface), cfg.surface_points)],
         "sdf": sdf[_subset(rng, len(sdf), cfg.sdf_points)],
     }
     if cfg.views:
-        pick = _subset(rng, len(sample["normals"]), cfg.views) if rng is not None else np.arange(cfg.views)
-        h, w = int(sample["cameras"]["height"]), int(sample["cameras"]["width"])
-        size = cfg.view_size or max(h, w)
-        s = size / max(h, w)
-        rows = np.minimum((np.arange(round(h * s)) + 0.5) / s, h - 1).astype(int)
-        cols = np.minimum((np.arange(round(w * s)) + 0.5) / s, w - 1).astype(int)
-        K = np.asarray(sample["cameras"]["K"], np.float32)[pick].copy()
-        K[:, :2] *= s
-        out.update(
-            normals=np.ascontiguousarray(sample["normals"][pick][:, :, rows][:, :, :, cols], np.float32),
-            masks=np.ascontiguousarray(np.asarray(sample["masks"], bool)[pick][:, rows][:, :, cols]),
-            K=K,
-            c2w=np.asarray(sample["cameras"]["c2w"], np.float32)[pick],
-        )
+        n = len(sample["normals"])
+        pick = _subset(rng, n, cfg.views) if rng is not None else np.arange(cfg.views) % n
+        out.update(resample_views(sample, pick, cfg.view_size))
+        if cfg.cond_size:
+            out["cond"] = resample_views(sample, pick[:1], cfg.cond_size)["normals"][0]
     return {k: np.ascontiguousarray(v) for k, v in out.items()}
 
 
@@ -169,31 +178,48 @@ def batch_cameras(batch: dict, i: int) -> list[Camera]:
     return cameras_of({"K": batch["K"][i].cpu().numpy(), "c2w": batch["c2w"][i].cpu().numpy(), "height": h, "width": w})
 
 
+class PreparedShapes(torch.utils.data.IterableDataset):
+    """`Augmented` for shape samples: sample k of stream (rank, worker) is prepared with a generator
+    seeded by (seed, rank, worker, k), k counted from the start of training, so resuming replays it."""
+
+    def __init__(self, stream, cfg: ShapeDataConfig, seed: int, start: int):
+        self.stream, self.cfg, self.seed, self.start = stream, cfg, seed, start
+
+    def __iter__(self):
+        from hi3dgen.data.webds import worker_skip
+
+        rank, _, worker, workers = stream_info()
+        k = worker_skip(self.start, self.cfg.batch_size, worker, workers)
+        for sample in self.stream:
+            yield prepare_shape(sample, self.cfg, np.random.default_rng([self.seed, rank, worker, k]))
+            k += 1
+
+
 class ShapeBatches(ViewBatches):
-    """The resumable, rank-split, per-sample-seeded batch stream of `ViewBatches`, over shape
-    samples prepared by `prepare_shape` (the shape config takes the place of the augmentation)."""
+    """`ViewBatches` (resumable position, DataLoader workers) over prepared shape samples; the shape
+    data config takes the place of the augmentation config."""
 
-    def _prepare(self, item):
-        epoch, j, i, sample = item
-        return epoch, j, prepare_shape(sample, self.augment, np.random.default_rng([self.seed, epoch, i]))
-
-
-def build_data(cfg: ShapeDataConfig, seed: int, rank: int, world_size: int) -> ShapeBatches:
-    source = cfg.shards if cfg.shards == TOY else str(Path(cfg.shards).resolve())
-    return ShapeBatches(open_shapes(cfg, "train", seed, shuffle=True), cfg.batch_size, cfg, seed=seed,
-                        rank=rank, world_size=world_size, workers=cfg.workers,
-                        what=f"the train shapes in {source}")
+    def _loader(self) -> torch.utils.data.DataLoader:
+        data = PreparedShapes(self.open_stream(self.consumed), self.augment, self.seed, self.consumed)
+        return torch.utils.data.DataLoader(data, batch_size=self.batch_size, num_workers=self.workers,
+                                           collate_fn=collate, persistent_workers=self.workers > 0)
 
 
-def val_samples(cfg: ShapeDataConfig, seed: int) -> list[dict]:
-    """The first `val_shapes` decoded val samples."""
+def build_data(cfg: ShapeDataConfig, seed: int) -> ShapeBatches:
+    return ShapeBatches(train_stream(cfg, seed), cfg.batch_size, cfg, seed=seed, workers=cfg.workers)
+
+
+def val_samples(cfg: ShapeDataConfig) -> list[dict]:
+    """The first `val_shapes` decoded val samples, in a fixed order."""
+    if cfg.shards == TOY:
+        return toy_shapes(cfg, "val")
+    from hi3dgen.data.webds import shape_dataset
+
     out = []
-    for sample in open_shapes(cfg, "val", seed, shuffle=False)(0):
+    for sample in shape_dataset(cfg.shards, split="val"):
         out.append(sample)
         if len(out) >= cfg.val_shapes:
             break
-    if not out:
-        raise ValueError(f"{cfg.shards} has no val shapes to evaluate on")
     return out
 
 
@@ -280,7 +306,7 @@ class VAETrainer(Trainer):
 
     def _val_samples(self) -> list[dict]:
         if self._val is None:
-            self._val = val_samples(self.run_cfg.data, self.cfg.seed)
+            self._val = val_samples(self.run_cfg.data)
         return self._val
 
     def _reconstruct(self, samples: list[dict]) -> list:
@@ -307,7 +333,6 @@ class VAETrainer(Trainer):
 
 def train_vae(cfg: VAERunConfig, out_dir: str, stop_at: int | None = None) -> dict[str, float]:
     """The per-worker training function (plain process, torchrun or Ray Train worker)."""
-    env = init_distributed(cfg.trainer.device)
-    data = build_data(cfg.data, cfg.trainer.seed, env.rank, env.world_size)
-    trainer = VAETrainer(cfg, ShapeVAE(cfg.model), data, out_dir)
+    init_distributed(cfg.trainer.device)
+    trainer = VAETrainer(cfg, ShapeVAE(cfg.model), build_data(cfg.data, cfg.trainer.seed), out_dir)
     return trainer.train(stop_at=stop_at)

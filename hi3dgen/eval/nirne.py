@@ -1,0 +1,47 @@
+"""`hi3dgen eval nirne`: a checkpoint's NE / SNE on a split of view shards (or of the toy views),
+each view predicted at its own resolution, as at inference."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable
+
+import torch
+
+from hi3dgen import io
+from hi3dgen.eval.normals import NormalMetrics, NormalMetricsConfig
+from hi3dgen.models.nirne import NiRNE
+from hi3dgen.training.predict import load_nirne, predict_image
+
+
+def evaluate_views(model: NiRNE, views: Iterable[dict], cfg: NormalMetricsConfig | None = None,
+                   max_side: int | None = 1024, limit: int | None = None) -> dict[str, float]:
+    metrics = NormalMetrics(cfg)
+    for i, view in enumerate(views):
+        if limit is not None and i >= limit:
+            break
+        if "image" not in view:
+            raise ValueError(f"view {view.get('key')!r} has no image (rgb.png): render the shards with an RGB backend")
+        pred = predict_image(model, view["image"].transpose(1, 2, 0), max_side)
+        metrics.add(pred.transpose(2, 0, 1), view["normal"], view["mask"])
+    if not metrics.images:
+        raise ValueError("no views to evaluate")
+    return metrics.result()
+
+
+def evaluate_checkpoint(checkpoint: str, data: str, out: str | os.PathLike | None = None, split: str = "val",
+                        domain: str = "any", device: str = "auto", max_side: int | None = 1024,
+                        limit: int | None = None, use_ema: bool = True) -> dict:
+    """Metrics of `checkpoint` on `data` (a shard dir or `toy`), written to `out` as JSON when given."""
+    from hi3dgen.training.nirne import NiRNEDataConfig, eval_views
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = load_nirne(checkpoint, device, use_ema)
+    result = evaluate_views(model, eval_views(NiRNEDataConfig(shards=data), split, domain), max_side=max_side, limit=limit)
+    result = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in result.items()}
+    result.update(checkpoint=str(checkpoint), data=str(data), split=split, domain=domain)
+    if out is not None:
+        io.write_json(out, result)
+    return result

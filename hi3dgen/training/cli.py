@@ -1,0 +1,167 @@
+"""`hi3dgen train nirne`, `hi3dgen eval nirne`, `hi3dgen predict-normal`, `hi3dgen import-pairs`.
+
+`train` and `eval` are groups of per-model sub-commands: another module adds its model from its
+own `register(subparsers)` with `add_train_command(subparsers, "vae", help=...)` (or
+`add_eval_command`), in any order relative to this one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+
+GROUP_HELP = {"train": "train a model (resumes from OUT/checkpoints/last.pt)", "eval": "evaluate a model"}
+
+
+def add_nested_command(subparsers, group: str, name: str, help: str) -> argparse.ArgumentParser:
+    """The parser of `hi3dgen GROUP NAME`, creating the GROUP command on first use."""
+    parent = subparsers.choices.get(group)
+    if parent is None:
+        parent = subparsers.add_parser(group, help=GROUP_HELP.get(group, group))
+        parent.models = parent.add_subparsers(dest=f"{group}_model", required=True, metavar="MODEL")
+    return parent.models.add_parser(name, help=help)
+
+
+def add_train_command(subparsers, name: str, help: str) -> argparse.ArgumentParser:
+    return add_nested_command(subparsers, "train", name, help)
+
+
+def add_eval_command(subparsers, name: str, help: str) -> argparse.ArgumentParser:
+    return add_nested_command(subparsers, "eval", name, help)
+
+
+def register(subparsers) -> None:
+    p = add_train_command(subparsers, "nirne", help="train NiRNE (stage 1 on real, stage 2 on synthetic)")
+    p.add_argument("--stage", type=int, choices=(1, 2), default=1)
+    p.add_argument("--data", required=True, help="a view shard dir, or `toy` for procedural views")
+    p.add_argument("--out", required=True, help="the run dir (checkpoints/last.pt, model.pt)")
+    p.add_argument("--init", help="stage 2: the stage-1 checkpoint (RUN1/checkpoints/last.pt)")
+    p.add_argument("--preset", default="base",
+                   help="tiny | base | no_noise | single_stream | no_stage2, or a '+' list (tiny+no_noise)")
+    p.add_argument("--domain", choices=("real", "synthetic", "any"), help="default: real (stage 1), synthetic (stage 2)")
+    p.add_argument("--val-domain", choices=("real", "synthetic", "any"))
+    p.add_argument("--loss", choices=("l2", "angular"))
+    p.add_argument("--steps", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--resolution", type=int, help="training crop size")
+    p.add_argument("--workers", type=int, help="DataLoader worker processes")
+    p.add_argument("--device", help="auto | cpu | cuda")
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32"))
+    p.add_argument("--no-compile", action="store_true", help="skip torch.compile on CUDA")
+    p.add_argument("--seed", type=int)
+    for what in ("log", "val", "vis", "ckpt"):
+        p.add_argument(f"--{what}-every", type=int, metavar="STEPS")
+    p.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
+    p.add_argument("--experiment", help="MLflow experiment (default hi3dgen)")
+    p.set_defaults(func=_train_nirne)
+
+    p = add_eval_command(subparsers, "nirne", help="NE / SNE of a NiRNE checkpoint on view shards")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data", required=True, help="a view shard dir, or `toy`")
+    p.add_argument("--out", required=True, help="metrics JSON file")
+    p.add_argument("--split", default="val", choices=("train", "val"))
+    p.add_argument("--domain", default="any", choices=("real", "synthetic", "any"))
+    p.add_argument("--limit", type=int, help="evaluate at most this many views")
+    _inference_args(p)
+    p.set_defaults(func=_eval_nirne)
+
+    p = subparsers.add_parser("predict-normal", help="NiRNE normal maps for images (16-bit PNG + preview)")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--out", required=True, help="folder for <stem>.normal.png and <stem>.preview.png")
+    p.add_argument("images", nargs="+")
+    _inference_args(p)
+    p.set_defaults(func=_predict)
+
+    p = subparsers.add_parser("import-pairs", help="image / normal-map pairs -> view shards of one domain")
+    p.add_argument("--images", required=True)
+    p.add_argument("--normals", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--domain", default="real", choices=("real", "synthetic"))
+    p.add_argument("--convention", default="opengl", choices=("opengl", "opencv"))
+    p.add_argument("--val-fraction", type=float, default=0.05)
+    p.add_argument("--samples-per-shard", type=int, default=512)
+    p.add_argument("--fov-deg", type=float, default=60.0)
+    p.set_defaults(func=_import_pairs)
+
+
+def _inference_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto")
+    p.add_argument("--max-side", type=int, default=1024, help="larger images run downscaled")
+    p.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA")
+
+
+def nirne_config_from_args(args):
+    """The run config: preset, then the flags given on the command line."""
+    from hi3dgen.training.nirne import preset_config
+
+    top = {"stage": args.stage, "init": args.init}
+    if args.loss:
+        top["loss"] = args.loss
+    cfg = preset_config(args.preset, **top)
+    data = {"shards": args.data, "domain": args.domain, "val_domain": args.val_domain,
+            "batch_size": args.batch_size, "workers": args.workers}
+    cfg.data = dataclasses.replace(cfg.data, **{k: v for k, v in data.items() if v is not None})
+    if args.resolution:
+        cfg.data.augment = dataclasses.replace(cfg.data.augment, resolution=args.resolution)
+    trainer = {"steps": args.steps, "device": args.device, "precision": args.precision, "seed": args.seed,
+               **{f"{w}_every": getattr(args, f"{w}_every") for w in ("log", "val", "vis", "ckpt")}}
+    if args.no_compile:
+        trainer["compile"] = False
+    cfg.trainer = dataclasses.replace(cfg.trainer, **{k: v for k, v in trainer.items() if v is not None})
+    if args.lr:
+        cfg.trainer.optim = dataclasses.replace(cfg.trainer.optim, lr=args.lr)
+    cfg.tracking = dataclasses.replace(cfg.tracking, enabled=not args.no_tracking, run_name=f"nirne_stage{args.stage}")
+    if args.experiment:
+        cfg.tracking.experiment = args.experiment
+    cfg.__post_init__()
+    return cfg
+
+
+def _train_nirne(args) -> int:
+    from hi3dgen.training.nirne import train_nirne
+
+    metrics = train_nirne(nirne_config_from_args(args), args.out)
+    print(" ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+    return 0
+
+
+def _eval_nirne(args) -> int:
+    import json
+
+    from hi3dgen.eval.nirne import evaluate_checkpoint
+
+    result = evaluate_checkpoint(args.checkpoint, args.data, args.out, split=args.split, domain=args.domain,
+                                 device=args.device, max_side=args.max_side, limit=args.limit, use_ema=not args.no_ema)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def _predict(args) -> int:
+    import torch
+
+    from hi3dgen.training.predict import load_nirne, predict_files
+
+    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    model = load_nirne(args.checkpoint, device, use_ema=not args.no_ema)
+    failed = 0
+    for path, error in predict_files(model, args.images, args.out, args.max_side):
+        if error:
+            failed += 1
+            print(f"hi3dgen predict-normal: {path}: {error}", file=sys.stderr)
+        else:
+            print(path)
+    return 1 if failed else 0
+
+
+def _import_pairs(args) -> int:
+    from hi3dgen.training.pairs import PairsConfig, import_pairs
+
+    cfg = PairsConfig(domain=args.domain, convention=args.convention, val_fraction=args.val_fraction,
+                      samples_per_shard=args.samples_per_shard, fov_deg=args.fov_deg)
+    index = import_pairs(args.images, args.normals, args.out, cfg)
+    print(f"{index['totals']['accepted']} pairs in {args.out} "
+          f"(train {index['sets']['views']['train']['samples']}, val {index['sets']['views']['val']['samples']}), "
+          f"{index['totals']['rejected']} rejected (see manifest.jsonl)")
+    return 0

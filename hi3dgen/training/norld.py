@@ -1,0 +1,244 @@
+"""NoRLD training: rectified-flow matching in the frozen shape VAE's latent space, conditioned on a
+ground-truth normal map, plus the online normal regularizer (Hi3DGen, Sec. 3.3).
+
+Regularizer: from the predicted velocity, x̂0 = x_t - t v̂; the frozen VAE decodes it, marching
+cubes extracts a mesh whose vertices are differentiable in x̂0 (`hi3dgen.geometry.mesh_extract`),
+its normal maps are rendered at the sample's ground-truth views (`hi3dgen.render.diff_normals`)
+and the masked normal error joins the flow loss with weight λ. Its cost is bounded by running it
+on a share of the steps, on at most `max_samples` samples whose t lies in [t_min, t_max], at a
+coarse grid and render resolution.
+
+The VAE is not part of the trained model: it is moved to the device, frozen, and never enters the
+optimizer, the EMA or the checkpoint (the run config records its path).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from hi3dgen.eval.normals import NormalMetrics, NormalMetricsConfig
+from hi3dgen.geometry.mesh_extract import ExtractConfig
+from hi3dgen.geometry.metrics import mesh_metrics
+from hi3dgen.models import shape_vae
+from hi3dgen.models.norld import NoRLD, NoRLDConfig
+from hi3dgen.models.norld import preset as model_preset
+from hi3dgen.render.diff_normals import normal_error, render_normals
+from hi3dgen.training.trainer import Trainer, TrainerConfig, init_distributed, resolve_device
+from hi3dgen.training.tracking import TrackingConfig
+from hi3dgen.training.vae import (ShapeDataConfig, resample_views, batch_cameras, build_data, cameras_of, mean_metrics,
+                                  normals_grid, prepare_shape, render_meshes, train_stream, val_samples)
+
+
+@dataclasses.dataclass
+class RegularizerConfig:
+    weight: float = 1.0  # λ; 0 turns the regularizer off
+    share: float = 1.0  # share of training steps it runs on (evenly spread)
+    t_min: float = 0.0  # only samples with t in [t_min, t_max] are regularized (x̂0 is
+    t_max: float = 1.0  # meaningless at pure noise)
+    max_samples: int = 2  # regularized samples per step (each is decoded, meshed and rendered)
+    views: int = 2  # ground-truth views rendered per sample
+    render_size: int = 64
+    extract: ExtractConfig = dataclasses.field(default_factory=lambda: ExtractConfig(resolution=32))
+    backend: str = "auto"  # nvdiffrast on CUDA, embree on CPU
+
+    def active(self, step: int) -> bool:
+        return self.weight > 0 and math.ceil(step * self.share) < math.ceil((step + 1) * self.share)
+
+
+@dataclasses.dataclass
+class SampleConfig:
+    steps: int = 25
+    guidance: float = 3.0
+    seed: int = 0
+
+
+@dataclasses.dataclass
+class NoRLDRunConfig:
+    vae: str = ""  # the trained shape VAE (RUN/model.pt)
+    preset: str = "base"
+    model: NoRLDConfig = dataclasses.field(default_factory=NoRLDConfig)
+    data: ShapeDataConfig = dataclasses.field(default_factory=ShapeDataConfig)
+    reg: RegularizerConfig = dataclasses.field(default_factory=RegularizerConfig)
+    sample: SampleConfig = dataclasses.field(default_factory=SampleConfig)
+    eval_extract: ExtractConfig = dataclasses.field(default_factory=lambda: ExtractConfig(resolution=64))
+    metrics: NormalMetricsConfig = dataclasses.field(default_factory=NormalMetricsConfig)
+    stats_batches: int = 4  # batches whose VAE latents set the latent normalization
+    trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
+    tracking: TrackingConfig = dataclasses.field(default_factory=TrackingConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def preset_config(name: str, vae: str, **fields) -> NoRLDRunConfig:
+    """`tiny`: minutes on a CPU; `base`: a GPU run. The VAE fixes the latent shape."""
+    cfg = NoRLDRunConfig(vae=vae, preset=name, model=model_preset(name), **fields)
+    if name == "tiny":
+        cfg.data = dataclasses.replace(cfg.data, batch_size=8, val_shapes=4, toy_train=24, toy_size=32)
+        cfg.reg = dataclasses.replace(cfg.reg, render_size=32, max_samples=2, extract=ExtractConfig(resolution=24))
+        cfg.sample = dataclasses.replace(cfg.sample, steps=10)
+        cfg.eval_extract = ExtractConfig(resolution=32)
+        cfg.trainer = dataclasses.replace(cfg.trainer, steps=300, ema_decay=0.99, log_every=10, ckpt_every=100,
+                                          optim=dataclasses.replace(cfg.trainer.optim, lr=1e-3, warmup_steps=20))
+    else:
+        cfg.data = dataclasses.replace(cfg.data, batch_size=32, workers=8)
+        cfg.reg = dataclasses.replace(cfg.reg, share=0.5, t_max=0.5, max_samples=4, views=4, render_size=128,
+                                      extract=ExtractConfig(resolution=65, coarse=17))
+        cfg.eval_extract = ExtractConfig(resolution=129, coarse=33)
+        cfg.trainer = dataclasses.replace(cfg.trainer, steps=100000, log_every=50, val_every=5000, vis_every=2000,
+                                          ckpt_every=1000, optim=dataclasses.replace(cfg.trainer.optim, lr=1e-4))
+    fit_to_vae(cfg)
+    return cfg
+
+
+def fit_to_vae(cfg: NoRLDRunConfig) -> None:
+    """Latent shape and surface points from the VAE's config; views for condition + regularizer."""
+    if not cfg.vae:
+        raise ValueError("NoRLD trains in a shape VAE's latent space: give --vae VAE_RUN/model.pt")
+    vae_cfg, _ = shape_vae.trained_state(cfg.vae, "shape_vae")
+    vae_model = vae_cfg["model"]
+    cfg.model = dataclasses.replace(cfg.model, num_latents=vae_model["num_latents"], latent_dim=vae_model["latent_dim"])
+    cfg.data = dataclasses.replace(cfg.data, surface_points=vae_model["num_points"], views=max(1, cfg.reg.views),
+                                   view_size=cfg.reg.render_size, cond_size=cfg.model.image_size)
+
+
+class NoRLDTrainer(Trainer):
+    kind = "norld"
+
+    def __init__(self, cfg: NoRLDRunConfig, model: NoRLD, vae: shape_vae.ShapeVAE, data, out_dir):
+        self.run_cfg = cfg
+        super().__init__(cfg.trainer, model, data, out_dir, run_config=cfg.to_dict(), tracking=cfg.tracking)
+        self.vae = vae.to(self.device).eval().requires_grad_(False)
+        self._val: list[dict] | None = None
+        self._last_reg = torch.zeros((), device=self.device)
+
+    def encode(self, surface: torch.Tensor) -> torch.Tensor:
+        """Normalized clean latents x0 of a batch of surfaces (the posterior mean: deterministic)."""
+        with torch.no_grad():
+            return self.model.normalize(self.vae.encode(surface).mean.float())
+
+    def compute_loss(self, model, batch):
+        cfg = self.run_cfg
+        x0 = self.encode(batch["surface"])
+        b = x0.shape[0]
+        t = self.model.sample_t(b, self.device)
+        eps = torch.randn_like(x0)
+        tb = t[:, None, None]
+        xt = (1 - tb) * x0 + tb * eps
+        drop = torch.rand(b, device=self.device) < cfg.model.cond_drop
+        v = model(xt, t, batch["cond"], drop).float()
+        flow = F.mse_loss(v, eps - x0)
+        metrics = {"flow_loss": flow.detach()}
+        loss = flow
+        if cfg.reg.active(self.step):
+            keep = (~drop & (t >= cfg.reg.t_min) & (t <= cfg.reg.t_max)).nonzero().flatten()[: cfg.reg.max_samples]
+            if len(keep):
+                x0_hat = xt[keep] - tb[keep] * v[keep]
+                reg = self.normal_regularizer(self.model.denormalize(x0_hat), batch, keep)
+                loss = loss + cfg.reg.weight * reg
+                self._last_reg = reg.detach()
+        if cfg.reg.weight > 0:
+            metrics["normal_reg_loss"] = self._last_reg  # the latest value on steps it does not run
+        return loss, metrics
+
+    def normal_regularizer(self, z: torch.Tensor, batch: dict, rows: torch.Tensor) -> torch.Tensor:
+        """Mean masked normal error of the meshes of latents z at their rows' ground-truth views.
+        A latent that decodes to no surface costs the maximum error 1 (without a gradient)."""
+        reg = self.run_cfg.reg
+        meshes = self.vae.extract_meshes(z, reg.extract)
+        errors = []
+        with torch.autocast(self.device.type, enabled=False):
+            for mesh, i in zip(meshes, rows.tolist()):
+                if mesh is None:
+                    errors.append(z.new_ones(()))
+                    continue
+                maps = render_normals(mesh.vertices.float(), mesh.faces, batch_cameras(batch, i)[: reg.views], reg.backend)
+                gt = batch["normals"][i, : reg.views].permute(0, 2, 3, 1)
+                errors.append(normal_error(maps, gt, batch["masks"][i, : reg.views]))
+        return torch.stack(errors).mean()
+
+    # ---- validation ---------------------------------------------------------------------------
+    def _val_samples(self) -> list[dict]:
+        if self._val is None:
+            self._val = val_samples(self.run_cfg.data)
+        return self._val
+
+    def evaluate(self) -> dict[str, float]:
+        cfg = self.run_cfg
+        return evaluate_generation(self.model, self.vae, self._val_samples(), cfg.sample, cfg.eval_extract,
+                                   cfg.metrics, self.device)
+
+    def visualize(self) -> dict[str, np.ndarray]:
+        samples = self._val_samples()[: self.run_cfg.data.vis_shapes]
+        meshes = generate_meshes(self.model, self.vae, samples, self.run_cfg.sample, self.run_cfg.eval_extract, self.device)
+        views = min(self.run_cfg.reg.views, len(samples[0]["normals"]))
+        return {"norld_normals": normals_grid(render_meshes(meshes, samples, views), samples, views)}
+
+
+def condition_of(samples: list[dict], size: int, device) -> torch.Tensor:
+    """Each sample's first ground-truth normal map (B, 3, size, size): the condition at evaluation."""
+    return torch.from_numpy(np.stack([resample_views(s, np.arange(1), size)["normals"][0] for s in samples])).to(device)
+
+
+def generate_meshes(model: NoRLD, vae: shape_vae.ShapeVAE, samples: list[dict], sample: SampleConfig,
+                    extract: ExtractConfig, device) -> list:
+    g = torch.Generator(device).manual_seed(sample.seed)
+    z = model.sample(condition_of(samples, model.cfg.image_size, device), sample.steps, sample.guidance, generator=g)
+    with torch.no_grad():
+        return vae.extract_meshes(z, extract)
+
+
+def evaluate_generation(model: NoRLD, vae: shape_vae.ShapeVAE, samples: list[dict], sample: SampleConfig,
+                        extract: ExtractConfig, metrics: NormalMetricsConfig, device) -> dict[str, float]:
+    """Generate from each sample's first ground-truth normal map; Chamfer, F-score and normal
+    consistency against its surface, and NE/SNE of the mesh's rendered normals against all of its
+    ground-truth views (an empty mesh renders as background: its views count as 90° off)."""
+    meshes = generate_meshes(model, vae, samples, sample, extract, device)
+    rows = [mesh_metrics(None if m is None else m.to_trimesh(), s["surface"]) for m, s in zip(meshes, samples)]
+    normal_metrics = NormalMetrics(metrics)
+    for mesh, s in zip(meshes, samples):
+        gt = np.asarray(s["normals"], np.float32)
+        pred = np.zeros_like(gt)
+        if mesh is not None:
+            maps = render_normals(mesh.vertices.detach().float(), mesh.faces, cameras_of(s))
+            pred = maps.normal.permute(0, 3, 1, 2).cpu().numpy()
+        for p, g, m in zip(pred, gt, np.asarray(s["masks"], bool)):
+            normal_metrics.add(p, g, m)
+    normals = normal_metrics.result()
+    return {**mean_metrics(rows), "NE": normals["NE"], "SNE": normals["SNE"]}
+
+
+@torch.no_grad()
+def latent_stats(vae: shape_vae.ShapeVAE, data: ShapeDataConfig, seed: int, batches: int, device) -> tuple:
+    """Per-channel mean and std of the VAE's posterior means over a few train batches (a stream of
+    its own, so the training stream's position is untouched)."""
+    stream = iter(train_stream(data, seed + 1)(0))
+    zs = []
+    for _ in range(batches):
+        surface = np.stack([prepare_shape(next(stream), data, None)["surface"] for _ in range(data.batch_size)])
+        zs.append(vae.encode(torch.from_numpy(surface).to(device)).mean.float().reshape(-1, vae.cfg.latent_dim))
+    z = torch.cat(zs)
+    return z.mean(0), z.std(0).clamp(min=1e-3)
+
+
+def build_model(cfg: NoRLDRunConfig, vae: shape_vae.ShapeVAE, device) -> NoRLD:
+    """A fresh NoRLD whose latent normalization is measured with the VAE on `device`."""
+    model = NoRLD(cfg.model)
+    mean, std = latent_stats(vae.to(device), cfg.data, cfg.trainer.seed, cfg.stats_batches, device)
+    model.latent_mean.copy_(mean.cpu())
+    model.latent_std.copy_(std.cpu())
+    return model
+
+
+def train_norld(cfg: NoRLDRunConfig, out_dir: str, stop_at: int | None = None) -> dict[str, float]:
+    """The per-worker training function (plain process, torchrun or Ray Train worker)."""
+    device = resolve_device(cfg.trainer.device, init_distributed(cfg.trainer.device))
+    vae = shape_vae.load(cfg.vae, device)
+    model = build_model(cfg, vae, device)
+    trainer = NoRLDTrainer(cfg, model, vae, build_data(cfg.data, cfg.trainer.seed), out_dir)
+    return trainer.train(stop_at=stop_at)

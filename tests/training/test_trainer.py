@@ -1,0 +1,112 @@
+"""The trainer core through NiRNE's tiny preset on toy views: resume, checkpoints, schedule, EMA,
+MLflow (a real sqlite store)."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from hi3dgen.training import checkpoint
+from hi3dgen.training.ema import EMA
+from hi3dgen.training.nirne import NiRNETrainer, build_data, build_model, preset_config
+from hi3dgen.training.optim import warmup_cosine
+
+
+def tiny(steps=12, **trainer):
+    cfg = preset_config("tiny")
+    cfg.data = dataclasses.replace(cfg.data, batch_size=4, toy_train=12, toy_size=24, val_samples=4, vis_samples=2)
+    cfg.data.augment = dataclasses.replace(cfg.data.augment, resolution=16)
+    cfg.trainer = dataclasses.replace(cfg.trainer, steps=steps, log_every=1, ckpt_every=5, **trainer)
+    cfg.tracking.enabled = False
+    return cfg
+
+
+def trainer(cfg, out, init_seed=0):
+    torch.manual_seed(init_seed)
+    return NiRNETrainer(cfg, build_model(cfg), build_data(cfg), out)
+
+
+def losses(t):
+    return [h["train/loss"] for h in t.history]
+
+
+def test_killed_run_resumes_on_the_same_curve(tmp_path):
+    full = trainer(tiny(), tmp_path / "full")
+    full.train()
+    first = trainer(tiny(), tmp_path / "cut")
+    first.train(stop_at=5)
+    assert first.step == 5 and (tmp_path / "cut/checkpoints/last.pt").exists()
+    resumed = trainer(tiny(), tmp_path / "cut", init_seed=123)  # a fresh process: other init, other RNG
+    resumed.train()
+    assert losses(first) + losses(resumed) == losses(full)
+    a, b = (checkpoint.load(p / "checkpoints/last.pt") for p in (tmp_path / "full", tmp_path / "cut"))
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert a["data"] == b["data"] == {"consumed": 12 * 4}
+
+
+def test_checkpoint_and_exported_model(tmp_path):
+    t = trainer(tiny(steps=3), tmp_path)
+    t.train()
+    state = checkpoint.load(tmp_path / "checkpoints/last.pt")
+    assert {"model", "optimizer", "scheduler", "ema", "step", "data", "rng", "config", "kind"} <= set(state)
+    assert state["step"] == 3 and state["kind"] == "nirne" and state["config"]["model"]["width"] == 16
+    exported = checkpoint.load(tmp_path / "model.pt")
+    assert exported["kind"] == "nirne" and exported["model"].keys() == state["model"].keys()
+    assert not any(p.name.startswith("last.pt.tmp") for p in (tmp_path / "checkpoints").iterdir())
+    (tmp_path / "torn.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="cannot be read"):
+        checkpoint.load(tmp_path / "torn.pt")
+
+
+def test_warmup_then_cosine():
+    f = [warmup_cosine(s, total=110, warmup=10, min_ratio=0.1) for s in range(111)]
+    assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0) and f[10] == pytest.approx(1.0)
+    assert f[60] == pytest.approx(0.55) and f[110] == pytest.approx(0.1)
+    assert all(a >= b for a, b in zip(f[10:], f[11:]))
+
+
+def test_ema_averages_and_swaps_back():
+    m = torch.nn.Linear(2, 1)
+    ema = EMA(m, decay=0.5)
+    start = m.weight.detach().clone()
+    with torch.no_grad():
+        m.weight.add_(1.0)
+    for _ in range(20):
+        ema.update(m)
+    assert torch.allclose(ema.shadow["weight"], m.weight, atol=1e-4)
+    with torch.no_grad():
+        m.weight.copy_(start)
+    with ema.applied(m):
+        assert torch.allclose(m.weight, start + 1, atol=1e-4)
+    assert torch.equal(m.weight, start)
+
+
+def test_mlflow_tracking_for_real(tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("HI3DGEN_STATE", str(tmp_path / "state"))
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    cfg = tiny(steps=4, val_every=2, vis_every=4)
+    cfg.tracking = dataclasses.replace(cfg.tracking, enabled=True, experiment="nirne-test", run_name="nirne_stage1")
+    t = trainer(cfg, tmp_path / "run")
+    t.train()
+    client = MlflowClient(uri)
+    run = client.get_run(t.tracker.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["model.width"] == "16" and run.data.params["stage"] == "1"
+    assert run.data.tags["hi3dgen.stage"] == "nirne_stage1"
+    assert {"train/loss", "train/lr", "train/samples_per_s", "val/NE", "val/SNE"} <= set(run.data.metrics)
+    assert len(client.get_metric_history(run.info.run_id, "train/loss")) == 4
+    arts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"val_grid", "model"} <= arts
+    grid = client.list_artifacts(run.info.run_id, "val_grid")[0]
+    assert grid.path.endswith(".png")
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "model")] == ["model/model.pt"]
+    location = client.get_experiment(run.info.experiment_id).artifact_location
+    assert location.startswith((tmp_path / "state").as_uri())
+    img = np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(
+        client.download_artifacts(run.info.run_id, grid.path, str(tmp_path))))
+    assert img.shape == (2 * 16, 4 * 16, 3)  # 2 samples x (input | prediction | ground truth | error)
