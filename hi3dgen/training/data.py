@@ -8,6 +8,7 @@ uninterrupted one would.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import cv2
 import numpy as np
@@ -131,13 +132,13 @@ class ListStream(torch.utils.data.IterableDataset):
             epoch += 1
 
 
-class Augmented(torch.utils.data.IterableDataset):
-    """Augments a stream; sample k of stream (rank, worker) draws from a generator seeded by
-    (seed, rank, worker, k), k counted from the start of training, so resuming replays it."""
+class Prepared(torch.utils.data.IterableDataset):
+    """Maps `prepare(sample, rng=...)` over a stream; sample k of stream (rank, worker) draws from a
+    generator seeded by (seed, rank, worker, k), k counted from the start of training, so resuming
+    replays it."""
 
-    def __init__(self, stream: torch.utils.data.IterableDataset, augment: AugmentConfig, seed: int,
-                 start: int, batch_size: int):
-        self.stream, self.augment, self.seed = stream, augment, seed
+    def __init__(self, stream: torch.utils.data.IterableDataset, prepare, seed: int, start: int, batch_size: int):
+        self.stream, self.prepare, self.seed = stream, prepare, seed
         self.start, self.batch_size = start, batch_size
 
     def __iter__(self):
@@ -146,35 +147,36 @@ class Augmented(torch.utils.data.IterableDataset):
         rank, _, worker, workers = stream_info()
         k = worker_skip(self.start, self.batch_size, worker, workers)
         for sample in self.stream:
-            yield prepare_view(sample, self.augment, np.random.default_rng([self.seed, rank, worker, k]))
+            yield self.prepare(sample, rng=np.random.default_rng([self.seed, rank, worker, k]))
             k += 1
 
 
-class ViewBatches:
-    """An endless, resumable iterator of augmented view batches through a DataLoader.
+class Batches:
+    """An endless, resumable iterator of prepared batches through a DataLoader (any sample kind).
 
     `open_stream(start)` returns an endless IterableDataset of this rank's samples after the
-    `start` it already consumed (the contract of `view_dataset(..., resampled=True, start=...)`).
-    The position is the count of samples consumed; resuming needs the same `workers`.
+    `start` it already consumed (the contract of `view_dataset(..., resampled=True, start=...)`);
+    `prepare(sample, rng=...)` turns a sample into a dict of equally shaped arrays. The position is
+    the count of samples consumed; resuming needs the same `workers`.
     """
 
-    def __init__(self, open_stream, batch_size: int, augment: AugmentConfig, seed: int = 0,
-                 workers: int = 0, pin_memory: bool = False):
-        self.open_stream = open_stream
-        self.batch_size, self.augment, self.seed = batch_size, augment, seed
+    def __init__(self, open_stream, batch_size: int, prepare, seed: int = 0, workers: int = 0,
+                 pin_memory: bool = False):
+        self.open_stream, self.prepare = open_stream, prepare
+        self.batch_size, self.seed = batch_size, seed
         self.workers, self.pin_memory = workers, pin_memory
         self.consumed = 0
         self._it = None
 
     def _loader(self) -> torch.utils.data.DataLoader:
-        data = Augmented(self.open_stream(self.consumed), self.augment, self.seed, self.consumed, self.batch_size)
+        data = Prepared(self.open_stream(self.consumed), self.prepare, self.seed, self.consumed, self.batch_size)
         return torch.utils.data.DataLoader(
             data, batch_size=self.batch_size, num_workers=self.workers, collate_fn=collate,
             pin_memory=self.pin_memory, persistent_workers=self.workers > 0,
             generator=torch.Generator().manual_seed(self.seed),  # keep the global RNG (noise) untouched
         )
 
-    def __iter__(self) -> "ViewBatches":
+    def __iter__(self) -> "Batches":
         return self
 
     def __next__(self) -> dict[str, torch.Tensor]:
@@ -190,3 +192,12 @@ class ViewBatches:
     def load_state_dict(self, state: dict) -> None:
         self.consumed = int(state["consumed"])
         self._it = None
+
+
+class ViewBatches(Batches):
+    """Batches of augmented views (`prepare_view` with `augment`)."""
+
+    def __init__(self, open_stream, batch_size: int, augment: AugmentConfig, seed: int = 0, workers: int = 0,
+                 pin_memory: bool = False):
+        super().__init__(open_stream, batch_size, functools.partial(prepare_view, cfg=augment), seed, workers, pin_memory)
+        self.augment = augment
