@@ -1,0 +1,68 @@
+"""`hi3dgen ingest`: external 3D assets (a local folder or Objaverse) into normalized asset GLBs."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from hi3dgen.parallel import add_executor_args, executor_from_args
+from hi3dgen.sources.sandbox import Limits
+
+LIMIT_FLAGS = {  # Limits field -> (flag, type, help)
+    "seconds": ("--timeout", float, "seconds to load one file"),
+    "memory_mb": ("--memory-mb", int, "memory (MB) one file's loader may use"),
+    "max_file_mb": ("--max-file-mb", float, "larger files are rejected unread"),
+    "max_faces": ("--max-faces", int, "meshes with more faces are rejected"),
+}
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "ingest", help=__doc__.split(":", 1)[1].strip(), description=__doc__.splitlines()[0]
+    )
+    p.add_argument("--source", choices=("local", "objaverse"), required=True)
+    p.add_argument("--out", required=True, help="output folder (assets/ and manifest.jsonl)")
+    p.add_argument("--path", help="local: a folder (searched recursively) or one 3D file")
+    p.add_argument("--up-axis", choices=("y", "z"), default="y",
+                   help="local: the up axis of the source files; z is turned to +Y up")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--uids", help="objaverse: a file with one uid per line")
+    g.add_argument("--limit", type=int, help="objaverse: the first N uids of the index, sorted")
+    p.add_argument("--cache-dir", help="objaverse: the package's cache (default ~/.objaverse)")
+    p.add_argument("--no-download", action="store_true",
+                   help="objaverse: use only what the cache holds; never touch the network")
+    limits = p.add_argument_group("per-file limits")
+    for field in dataclasses.fields(Limits):
+        flag, kind, text = LIMIT_FLAGS[field.name]
+        limits.add_argument(flag, dest=field.name, type=kind, default=field.default,
+                            help=f"{text} (default {field.default:g})")
+    add_executor_args(p)
+    p.set_defaults(func=run)
+
+
+def read_uids(path: str | Path) -> list[str]:
+    """One uid per line; blank lines and '#' comments are skipped."""
+    lines = (line.split("#", 1)[0].strip() for line in Path(path).read_text().splitlines())
+    return [line for line in lines if line]
+
+
+def run(args) -> int:
+    limits = Limits(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Limits)})
+    executor = executor_from_args(args)
+    if args.source == "local":
+        from hi3dgen.sources.local import ingest_local
+
+        if not args.path:
+            raise ValueError("--source local needs --path SRC")
+        ingest_local(args.path, args.out, executor, limits, up_axis=args.up_axis)
+        return 0
+    from hi3dgen.sources.objaverse import ingest_objaverse
+
+    if args.uids is None and args.limit is None:
+        raise ValueError("--source objaverse needs --uids FILE or --limit N")
+    ingest_objaverse(
+        args.out, executor, limits,
+        uids=read_uids(args.uids) if args.uids else None, limit=args.limit,
+        cache_dir=args.cache_dir, download=not args.no_download,
+    )
+    return 0

@@ -1,0 +1,97 @@
+import hashlib
+import time
+
+import numpy as np
+import pytest
+import trimesh
+
+from hi3dgen.assets.mesh import ASSET_ID_RE, load_glb
+from hi3dgen.data.manifest import read_manifest
+from hi3dgen.parallel import ExecutorConfig
+from hi3dgen.sources.local import ingest_local
+from hi3dgen.sources.sandbox import Limits
+from tests.sources import files
+
+INLINE = ExecutorConfig(kind="inline")
+
+
+def by_name(rows):
+    return {r["input_path"].rsplit("/", 1)[-1]: r for r in rows}
+
+
+def check_normalized(out, row):
+    mesh = load_glb(out / row["path"])
+    lo, hi = mesh.bounds
+    np.testing.assert_allclose((lo + hi) / 2, 0, atol=1e-6)
+    assert (hi - lo).max() == pytest.approx(1, abs=1e-6)
+    assert row["sha256"] == hashlib.sha256((out / row["path"]).read_bytes()).hexdigest()
+    return mesh
+
+
+def test_every_format_is_accepted_and_normalized(tmp_path):
+    written = files.write_formats(tmp_path / "src")
+    rows = ingest_local(tmp_path / "src", tmp_path / "out", INLINE)
+    named = by_name(rows)
+    for ext, path in written.items():
+        row = named[path.name]
+        assert row["status"] == "accepted", row
+        assert row["source"] == "local" and row["domain"] == "real" and row["faces"] == 12
+        assert ASSET_ID_RE.match(row["asset_id"]) and row["asset_id"].startswith("local-")
+        mesh = check_normalized(tmp_path / "out", row)
+        np.testing.assert_allclose(np.sort(mesh.extents), [0.25, 0.5, 1.0], atol=1e-6)
+    buffers = [r for r in rows if r["input_path"].endswith(".bin")]
+    assert buffers and all(r["reason"].startswith("unsupported_format") for r in buffers)
+    assert read_manifest(tmp_path / "out") == sorted(rows, key=lambda r: r["asset_id"])
+    assets = sorted(p.name for p in (tmp_path / "out" / "assets").iterdir())
+    assert assets == sorted(f"{r['asset_id']}.glb" for r in rows if r["status"] == "accepted")
+
+
+def test_scene_transforms_are_applied_and_z_up_turned(tmp_path):
+    scene = trimesh.Scene()
+    scene.add_geometry(trimesh.creation.box(), node_name="a")
+    scene.add_geometry(trimesh.creation.box(), node_name="b",
+                       transform=trimesh.transformations.translation_matrix([0, 0, 3]))
+    scene.export(tmp_path / "pair.glb")
+    out = tmp_path / "out"
+    [row] = ingest_local(tmp_path / "pair.glb", out, INLINE)
+    np.testing.assert_allclose(check_normalized(out, row).extents, [0.25, 0.25, 1.0], atol=1e-6)
+    [row] = ingest_local(tmp_path / "pair.glb", out, INLINE, up_axis="z")
+    np.testing.assert_allclose(check_normalized(out, row).extents, [0.25, 1.0, 0.25], atol=1e-6)
+
+
+def test_messy_files_get_their_reason_and_the_rest_goes_through(tmp_path):
+    expected = files.write_messy(tmp_path / "src")
+    rows = ingest_local(tmp_path / "src", tmp_path / "out", INLINE, Limits(max_file_mb=1))
+    named = by_name(rows)
+    assert set(named) == set(expected)
+    got = {name: r["reason"].split(":")[0] if r["status"] == "rejected" else None
+           for name, r in named.items()}
+    assert got == expected
+    check_normalized(tmp_path / "out", named["good.obj"])
+    rerun = ingest_local(tmp_path / "src", tmp_path / "out", INLINE, Limits(max_file_mb=1))
+    assert rerun == rows
+
+
+def test_hangs_and_memory_blowups_are_stopped_within_the_limits(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    files.chain_gltf(src / "deep.gltf", 300)
+    files.instances_gltf(src / "instances.gltf", 20_000)
+    files.box().export(src / "good.stl")
+    limits = Limits(seconds=3, memory_mb=300, max_faces=10**9)
+    t0 = time.monotonic()
+    rows = ingest_local(src, tmp_path / "out", INLINE, limits)
+    assert time.monotonic() - t0 < 20
+    reasons = {name: r.get("reason", "").split(":")[0] for name, r in by_name(rows).items()}
+    assert reasons == {"deep.gltf": "timeout", "instances.gltf": "memory_limit", "good.stl": ""}
+
+
+def test_ray_workers_run_the_sandbox(tmp_path, ray_local):
+    src = tmp_path / "src"
+    src.mkdir()
+    files.box().export(src / "good.ply")
+    files.chain_gltf(src / "deep.gltf", 300)
+    (src / "readme.md").write_text("#")
+    rows = ingest_local(src, tmp_path / "out", ExecutorConfig(workers=2), Limits(seconds=2))
+    reasons = {name: r.get("reason", "").split(":")[0] for name, r in by_name(rows).items()}
+    assert reasons == {"good.ply": "", "deep.gltf": "timeout", "readme.md": "unsupported_format"}
