@@ -17,24 +17,10 @@ from scipy.spatial import cKDTree
 
 from hi3dgen.assets.mesh import clean
 
-PAIR_CHUNK = 1 << 19  # point-triangle pairs per vectorized block (~100 MB of temporaries)
+PAIR_CHUNK = 1 << 18  # point-triangle pairs per vectorized block (~50 MB of temporaries)
+POINT_CHUNK = 4096  # points traversing the tree together
+ANCHOR_SAMPLES = 65536  # surface samples that bound the distance from above
 UNIFORM_BOUND = 0.55  # uniform SDF samples fill [-0.55, 0.55]^3 around the unit-cube asset
-
-
-def _partition(centroids: np.ndarray, leaf: int) -> list[np.ndarray]:
-    """Face ids in spatially compact groups of `leaf` faces (all full but one), by median splits."""
-    groups, stack = [], [np.arange(len(centroids))]
-    while stack:
-        ids = stack.pop()
-        if len(ids) <= leaf:
-            groups.append(ids)
-            continue
-        pts = centroids[ids]
-        axis = int(np.argmax(np.ptp(pts, axis=0)))
-        cut = leaf * (-(-len(ids) // leaf) // 2)
-        order = np.argpartition(pts[:, axis], cut)
-        stack += [ids[order[cut:]], ids[order[:cut]]]
-    return groups
 
 
 def _solid_angles(tris: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -53,85 +39,127 @@ def _solid_angles(tris: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 
 class MeshSDF:
-    """Exact unsigned distance and generalized winding number of one triangle mesh.
+    """Exact unsigned distance and generalized winding number of one triangle mesh, over a binary
+    tree of faces (median splits of centroids) traversed for many points at once.
 
-    `beta`: a cluster farther than beta times its radius counts as its dipole in the winding
-    number (np.inf: every triangle exactly).
+    Faces are first grouped by size class (powers of two), one tree each, so that a long sliver
+    does not inflate the bounds of a whole subtree of small faces. `beta`: a node farther than beta
+    times its radius counts as its dipole in the winding number (np.inf: every face exactly).
     """
 
-    def __init__(self, mesh: trimesh.Trimesh, leaf: int = 64, beta: float = 2.0):
+    def __init__(self, mesh: trimesh.Trimesh, leaf: int = 8, beta: float = 2.0):
         tris = np.asarray(mesh.triangles, dtype=np.float64)
-        groups = _partition(tris.mean(1), leaf)
-        idx = np.stack([np.resize(g, leaf) for g in groups])  # pad with repeats of real faces
-        self.valid = np.arange(leaf)[None, :] < np.array([len(g) for g in groups])[:, None]
-        self.tris = tris[idx]  # (C, S, 3, 3)
-        self.beta = beta
-        flat = self.tris.reshape(len(groups), -1, 3)
-        self.lo, self.hi = flat.min(1), flat.max(1)
-        area_vec = 0.5 * np.cross(self.tris[:, :, 1] - self.tris[:, :, 0],
-                                  self.tris[:, :, 2] - self.tris[:, :, 0])
-        area_vec *= self.valid[..., None]
-        self.dipole = area_vec.sum(1)
-        area = np.linalg.norm(area_vec, axis=-1)
-        tot = area.sum(1, keepdims=True)
-        mean_centroid = (self.tris.mean(2) * self.valid[..., None]).sum(1) / self.valid.sum(1)[:, None]
-        weighted = (self.tris.mean(2) * area[..., None]).sum(1) / np.maximum(tot, 1e-300)
-        self.centre = np.where(tot > 0, weighted, mean_centroid)
-        self.radius = np.linalg.norm(flat - self.centre[:, None], axis=-1).max(1)
-        # Every vertex and centroid lies on the surface: the nearest one bounds the distance.
-        anchors = np.concatenate([self.tris, self.tris.mean(2, keepdims=True)], axis=2)
-        self._anchor_cluster = np.repeat(np.arange(len(groups)), leaf * 4)
-        self._tree = cKDTree(anchors.reshape(-1, 3))
+        self.beta, self.leaf = beta, leaf
+        centroids = tris.mean(1)
+        size = np.linalg.norm(tris - centroids[:, None], axis=-1).max(1)
+        size_class = np.floor(np.log2(np.maximum(size, 1e-6)))
+        area_vec = 0.5 * np.cross(tris[:, 1] - tris[:, 0], tris[:, 2] - tris[:, 0])
+        nodes: list[tuple] = []  # (lo, hi, centre, radius, dipole, area, children, leaf faces)
 
-    def _exact_distance(self, points: np.ndarray, pi: np.ndarray, ci: np.ndarray) -> np.ndarray:
-        """Distance from points[pi] to the nearest triangle of cluster ci, per pair."""
-        leaf = self.tris.shape[1]
-        out = np.empty(len(pi))
-        step = max(1, PAIR_CHUNK // leaf)
-        for s in range(0, len(pi), step):
-            p = np.repeat(points[pi[s:s + step]], leaf, axis=0)
-            cp = trimesh.triangles.closest_point(self.tris[ci[s:s + step]].reshape(-1, 3, 3), p)
-            d = np.linalg.norm(cp - p, axis=1).reshape(-1, leaf)
-            out[s:s + step] = np.nanmin(np.where(np.isfinite(d), d, np.inf), axis=1)
+        def build(ids: np.ndarray) -> int:
+            if len(ids) <= leaf:
+                t = tris[ids]
+                area = np.linalg.norm(area_vec[ids], axis=1)
+                weights = area if area.sum() > 0 else np.ones(len(ids))
+                centre = (centroids[ids] * weights[:, None]).sum(0) / weights.sum()
+                radius = np.linalg.norm(t - centre, axis=-1).max()
+                nodes.append((t.reshape(-1, 3).min(0), t.reshape(-1, 3).max(0), centre, radius,
+                              area_vec[ids].sum(0), area.sum(), (-1, -1), ids))
+                return len(nodes) - 1
+            pts = centroids[ids]
+            axis = int(np.argmax(np.ptp(pts, axis=0)))
+            cut = leaf * (-(-len(ids) // leaf) // 2)  # full leaves on the left
+            order = np.argpartition(pts[:, axis], cut)
+            kids = build(ids[order[:cut]]), build(ids[order[cut:]])
+            a, b = nodes[kids[0]], nodes[kids[1]]
+            area = a[5] + b[5]
+            centre = (a[2] * a[5] + b[2] * b[5]) / area if area > 0 else (a[2] + b[2]) / 2
+            radius = max(np.linalg.norm(a[2] - centre) + a[3], np.linalg.norm(b[2] - centre) + b[3])
+            nodes.append((np.minimum(a[0], b[0]), np.maximum(a[1], b[1]), centre, radius,
+                          a[4] + b[4], area, kids, None))
+            return len(nodes) - 1
+
+        self.roots = np.array([build(np.nonzero(size_class == c)[0]) for c in np.unique(size_class)])
+        self.lo, self.hi, self.centre = (np.array([n[i] for n in nodes]) for i in range(3))
+        self.radius, self.dipole = np.array([n[3] for n in nodes]), np.array([n[4] for n in nodes])
+        self.children = np.array([n[6] for n in nodes])
+        leaves = [i for i, n in enumerate(nodes) if n[7] is not None]
+        self.leaf_of = np.full(len(nodes), -1)
+        self.leaf_of[leaves] = np.arange(len(leaves))
+        self.leaf_tris = tris[np.stack([np.resize(nodes[i][7], leaf) for i in leaves])]  # padded
+        self.leaf_valid = np.arange(leaf)[None] < np.array([len(nodes[i][7]) for i in leaves])[:, None]
+        face_leaf = np.empty(len(tris), dtype=np.int64)
+        for k, i in enumerate(leaves):
+            face_leaf[nodes[i][7]] = k
+        # Vertices, centroids and area-weighted samples lie on the surface: the nearest one bounds
+        # the distance, tightly even above large faces, so the traversal prunes early.
+        samples, sample_face = trimesh.sample.sample_surface(
+            trimesh.Trimesh(tris.reshape(-1, 3), np.arange(3 * len(tris)).reshape(-1, 3), process=False),
+            max(ANCHOR_SAMPLES, 2 * len(tris)), seed=0)
+        anchors = np.concatenate([tris.reshape(-1, 3), centroids, samples])
+        self._anchor_leaf = np.concatenate([np.repeat(face_leaf, 3), face_leaf, face_leaf[sample_face]])
+        self._tree = cKDTree(anchors)
+
+    def _leaf_distance(self, points: np.ndarray, leaf_ids: np.ndarray) -> np.ndarray:
+        """Distance from each point to the nearest face of its leaf."""
+        out = np.empty(len(points))
+        step = max(1, PAIR_CHUNK // self.leaf)
+        for s in range(0, len(points), step):
+            p = np.repeat(points[s:s + step], self.leaf, axis=0)
+            cp = trimesh.triangles.closest_point(self.leaf_tris[leaf_ids[s:s + step]].reshape(-1, 3, 3), p)
+            d = np.linalg.norm(cp - p, axis=1).reshape(-1, self.leaf)
+            out[s:s + step] = np.where(np.isfinite(d), d, np.inf).min(1)
         return out
+
+    def _start(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        return np.repeat(np.arange(n), len(self.roots)), np.tile(self.roots, n)
+
+    def _expand(self, pi: np.ndarray, node: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return np.repeat(pi, 2), self.children[node].ravel()
 
     def distance(self, points: np.ndarray) -> np.ndarray:
         """Exact unsigned distance from each point (P, 3) to the surface."""
         points = np.asarray(points, dtype=np.float64)
-        bound, j = self._tree.query(points)
-        first = self._anchor_cluster[j]
-        dist = np.minimum(bound, self._exact_distance(points, np.arange(len(points)), first))
-        n_clusters = len(self.tris)
-        block = max(1, PAIR_CHUNK // (4 * n_clusters))
-        for s in range(0, len(points), block):
-            p = points[s:s + block]
-            gap = np.maximum(np.maximum(self.lo[None] - p[:, None], p[:, None] - self.hi[None]), 0)
-            sphere_gap = np.linalg.norm(self.centre[None] - p[:, None], axis=-1) - self.radius[None]
-            lower = np.maximum(np.sqrt(np.einsum("bci,bci->bc", gap, gap)), sphere_gap)
-            lower[np.arange(len(p)), first[s:s + block]] = np.inf
-            pi, ci = np.nonzero(lower < dist[s:s + block, None])
-            if len(pi):
-                np.minimum.at(dist, s + pi, self._exact_distance(points, s + pi, ci))
-        return dist
+        out = np.empty(len(points))
+        for s in range(0, len(points), POINT_CHUNK):
+            p = points[s:s + POINT_CHUNK]
+            bound, j = self._tree.query(p)
+            u = np.minimum(bound, self._leaf_distance(p, self._anchor_leaf[j]))
+            pi, node = self._start(len(p))
+            while len(pi):
+                gap = np.maximum(np.maximum(self.lo[node] - p[pi], p[pi] - self.hi[node]), 0)
+                keep = np.einsum("ij,ij->i", gap, gap) < u[pi] ** 2
+                pi, node = pi[keep], node[keep]
+                is_leaf = self.leaf_of[node] >= 0
+                if is_leaf.any():
+                    lp = pi[is_leaf]
+                    np.minimum.at(u, lp, self._leaf_distance(p[lp], self.leaf_of[node[is_leaf]]))
+                pi, node = self._expand(pi[~is_leaf], node[~is_leaf])
+            out[s:s + POINT_CHUNK] = u
+        return out
 
     def winding_number(self, points: np.ndarray) -> np.ndarray:
         """Generalized winding number: ~1 inside a closed outward-facing surface, ~0 outside."""
         points = np.asarray(points, dtype=np.float64)
         w = np.zeros(len(points))
-        leaf = self.tris.shape[1]
-        block = max(1, PAIR_CHUNK // (4 * len(self.tris)))
-        for s in range(0, len(points), block):
-            p = points[s:s + block]
-            rel = self.centre[None] - p[:, None]  # (B, C, 3)
-            r = np.linalg.norm(rel, axis=-1)
-            near = r <= self.beta * self.radius[None]
-            far = np.where(near, 0.0, np.einsum("bci,ci->bc", rel, self.dipole) / np.maximum(r, 1e-12) ** 3)
-            w[s:s + block] += far.sum(1)
-            pi, ci = np.nonzero(near)
-            step = max(1, PAIR_CHUNK // leaf)
-            for t in range(0, len(pi), step):
-                ang = _solid_angles(self.tris[ci[t:t + step]], p[pi[t:t + step]][:, None, :])
-                np.add.at(w, s + pi[t:t + step], (ang * self.valid[ci[t:t + step]]).sum(1))
+        for s in range(0, len(points), POINT_CHUNK):
+            p = points[s:s + POINT_CHUNK]
+            pi, node = self._start(len(p))
+            while len(pi):
+                rel = self.centre[node] - p[pi]
+                r = np.linalg.norm(rel, axis=1)
+                far = r > self.beta * self.radius[node]
+                dip = np.einsum("ij,ij->i", rel[far], self.dipole[node[far]]) / r[far] ** 3
+                w[s:s + POINT_CHUNK] += np.bincount(pi[far], dip, minlength=len(p))
+                pi, node = pi[~far], node[~far]
+                is_leaf = self.leaf_of[node] >= 0
+                lp, ln = pi[is_leaf], self.leaf_of[node[is_leaf]]
+                step = max(1, PAIR_CHUNK // self.leaf)
+                for t in range(0, len(lp), step):
+                    ang = _solid_angles(self.leaf_tris[ln[t:t + step]], p[lp[t:t + step]][:, None, :])
+                    ang = (ang * self.leaf_valid[ln[t:t + step]]).sum(1)
+                    w[s:s + POINT_CHUNK] += np.bincount(lp[t:t + step], ang, minlength=len(p))
+                pi, node = self._expand(pi[~is_leaf], node[~is_leaf])
         return w / (4.0 * np.pi)
 
     def signed_distance(self, points: np.ndarray) -> np.ndarray:
