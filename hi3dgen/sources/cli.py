@@ -18,24 +18,28 @@ LIMIT_FLAGS = {  # Limits field -> (flag, type, help)
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "ingest", help=__doc__.split(":", 1)[1].strip(), description=__doc__.splitlines()[0]
+        "ingest", help="external 3D assets into normalized asset GLBs", description=__doc__
     )
     p.add_argument("--source", choices=("local", "objaverse"), required=True)
-    p.add_argument("--out", required=True, help="output folder (assets/ and manifest.jsonl)")
-    p.add_argument("--path", help="local: a folder (searched recursively) or one 3D file")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="output folder (assets/ and manifest.jsonl)")
+    p.add_argument("--path", metavar="SRC",
+                   help="local: a folder (searched recursively) or one 3D file")
     p.add_argument("--up-axis", choices=("y", "z"), default="y",
                    help="local: the up axis of the source files; z is turned to +Y up")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--uids", help="objaverse: a file with one uid per line")
-    g.add_argument("--limit", type=int, help="objaverse: the first N uids of the index, sorted")
-    p.add_argument("--cache-dir", help="objaverse: the package's cache (default ~/.objaverse)")
+    g.add_argument("--uids", metavar="FILE", help="objaverse: a file with one uid per line")
+    g.add_argument("--limit", type=int, metavar="N",
+                   help="objaverse: the first N uids of the index, sorted")
+    p.add_argument("--cache-dir", metavar="DIR",
+                   help="objaverse: the package's cache folder (default ~/.objaverse)")
     p.add_argument("--no-download", action="store_true",
                    help="objaverse: use only what the cache holds; never touch the network")
     limits = p.add_argument_group("per-file limits")
     for field in dataclasses.fields(Limits):
         flag, kind, text = LIMIT_FLAGS[field.name]
         limits.add_argument(flag, dest=field.name, type=kind, default=field.default,
-                            help=f"{text} (default {field.default:g})")
+                            help=f"{text} (default {field.default})")
     add_executor_args(p)
     p.set_defaults(func=run)
 

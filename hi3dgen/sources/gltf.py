@@ -23,34 +23,38 @@ LISTS = ("nodes", "meshes", "scenes", "accessors", "bufferViews", "buffers")
 def check(path: str | Path) -> None:
     """Raise AssetError (`invalid_file`, `recursive_scene`, `missing_buffer`) for a bad document."""
     path = Path(path)
-    data = path.read_bytes()
     if path.suffix.lower() == ".glb":
-        doc, has_bin = _glb_json(data)
+        doc, has_bin = _glb_json(path)
     else:
-        doc, has_bin = _json(data), False
+        doc, has_bin = _json(path.read_bytes()), False
     _check_document(doc)
     _check_nodes(doc)
     _check_buffers(doc, path.parent, has_bin)
 
 
-def _glb_json(data: bytes) -> tuple[dict, bool]:
-    """The JSON chunk of a GLB, and whether a complete binary chunk follows it."""
-    if len(data) < 20 or data[:4] != GLB_MAGIC:
-        raise AssetError("invalid_file", "not a GLB (no 'glTF' magic)")
-    version, length = struct.unpack_from("<II", data, 4)
-    if version != 2:
-        raise AssetError("invalid_file", f"GLB version {version}; only 2 is supported")
-    if length != len(data):
-        raise AssetError("invalid_file", f"GLB header says {length} bytes, the file has {len(data)}")
-    json_len, json_type = struct.unpack_from("<II", data, 12)
-    end = 20 + json_len
-    if json_type != JSON_CHUNK or end > len(data):
-        raise AssetError("invalid_file", "GLB does not start with a complete JSON chunk")
+def _glb_json(path: Path) -> tuple[dict, bool]:
+    """The JSON chunk of a GLB, and whether a complete binary chunk follows it (read without
+    loading the binary chunk)."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(20)
+        if len(head) < 20 or head[:4] != GLB_MAGIC:
+            raise AssetError("invalid_file", "not a GLB (no 'glTF' magic)")
+        version, length, json_len, json_type = struct.unpack_from("<IIII", head, 4)
+        if version != 2:
+            raise AssetError("invalid_file", f"GLB version {version}; only 2 is supported")
+        if length != size:
+            raise AssetError("invalid_file", f"GLB header says {length} bytes, the file {size}")
+        end = 20 + json_len
+        if json_type != JSON_CHUNK or end > size:
+            raise AssetError("invalid_file", "GLB does not start with a complete JSON chunk")
+        blob = f.read(json_len)
+        bin_head = f.read(8)
     has_bin = False
-    if end + 8 <= len(data):
-        bin_len, bin_type = struct.unpack_from("<II", data, end)
-        has_bin = bin_type == BIN_CHUNK and end + 8 + bin_len <= len(data)
-    return _json(data[20:end]), has_bin
+    if len(bin_head) == 8:
+        bin_len, bin_type = struct.unpack("<II", bin_head)
+        has_bin = bin_type == BIN_CHUNK and end + 8 + bin_len <= size
+    return _json(blob), has_bin
 
 
 def _json(blob: bytes) -> dict:
@@ -67,7 +71,7 @@ def _check_document(doc: dict) -> None:
     asset = doc.get("asset")
     version = asset.get("version") if isinstance(asset, dict) else None
     if not str(version).startswith("2"):
-        raise AssetError("invalid_file", f"asset.version is {version!r}; only glTF 2.0 is supported")
+        raise AssetError("invalid_file", f"asset.version {version!r}; only glTF 2.0 is supported")
     for key in LISTS:
         value = doc.get(key, [])
         if not isinstance(value, list) or not all(isinstance(x, dict) for x in value):
@@ -133,6 +137,6 @@ def _check_buffers(doc: dict, folder: Path, has_bin: bool) -> None:
         elif uri.startswith("data:"):
             continue
         elif "://" in uri:
-            raise AssetError("missing_buffer", f"buffer {i} is a remote URL ({uri[:80]}), not fetched")
+            raise AssetError("missing_buffer", f"buffer {i} is remote ({uri[:80]}), not fetched")
         elif not (folder / urllib.parse.unquote(uri)).is_file():
             raise AssetError("missing_buffer", f"buffer {i}: '{uri}' not found beside the file")

@@ -38,7 +38,7 @@ def ingest_file(item: dict) -> dict:
     limits = Limits(**item["limits"])
     file_type = path.suffix.lower().lstrip(".")
     if file_type not in FORMATS:
-        return rejected(item, f"unsupported_format: '{path.suffix}' is none of {', '.join(FORMATS)}")
+        return rejected(item, f"unsupported_format: '{path.suffix}' is not one of {FORMATS}")
     if not path.is_file():
         return rejected(item, "invalid_file: not a regular file (or it vanished)")
     size = path.stat().st_size

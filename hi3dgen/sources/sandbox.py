@@ -125,9 +125,8 @@ def _load_and_write(path, file_type, out_glb, max_faces, up_axis) -> dict:
     if not parts:
         raise am.AssetError("empty", "no geometry in the file")
     faces = sum(len(g.faces) * n for g, n in parts if isinstance(g, trimesh.Trimesh))
-    points = sum(
-        len(g.vertices) * n for g, n in parts if isinstance(g, (trimesh.Trimesh, trimesh.PointCloud))
-    )
+    with_points = (trimesh.Trimesh, trimesh.PointCloud)  # not paths: lines are no point cloud
+    points = sum(len(g.vertices) * n for g, n in parts if isinstance(g, with_points))
     if faces > max_faces:
         raise am.AssetError("too_many_faces", f"{faces} faces (limit {max_faces})")
     if faces == 0 and points:

@@ -76,14 +76,16 @@ def test_hangs_and_memory_blowups_are_stopped_within_the_limits(tmp_path):
     src = tmp_path / "src"
     src.mkdir()
     files.chain_gltf(src / "deep.gltf", 300)
-    files.instances_gltf(src / "instances.gltf", 20_000)
     files.box().export(src / "good.stl")
-    limits = Limits(seconds=3, memory_mb=300, max_faces=10**9)
     t0 = time.monotonic()
-    rows = ingest_local(src, tmp_path / "out", INLINE, limits)
-    assert time.monotonic() - t0 < 20
-    reasons = {name: r.get("reason", "").split(":")[0] for name, r in by_name(rows).items()}
-    assert reasons == {"deep.gltf": "timeout", "instances.gltf": "memory_limit", "good.stl": ""}
+    rows = ingest_local(src, tmp_path / "out", INLINE, Limits(seconds=3, max_faces=10**9))
+    assert time.monotonic() - t0 < 30  # the deep chain alone would take many minutes
+    assert by_name(rows)["deep.gltf"]["reason"].startswith("timeout")
+    assert by_name(rows)["good.stl"]["status"] == "accepted"
+    bomb = files.instances_gltf(tmp_path / "instances.gltf", 2_000)
+    rows = ingest_local(bomb, tmp_path / "out2", INLINE,
+                        Limits(memory_mb=300, max_faces=10**9))
+    assert rows[0]["reason"].startswith("memory_limit")
 
 
 def test_ray_workers_run_the_sandbox(tmp_path, ray_local):
