@@ -38,7 +38,7 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, help="the run dir (checkpoints/last.pt, model.pt)")
     p.add_argument("--init", help="stage 2: the stage-1 checkpoint (RUN1/checkpoints/last.pt)")
     p.add_argument("--preset", default="base",
-                   help="tiny | base | no_noise | single_stream | no_stage2, or a '+' list (tiny+no_noise)")
+                   help="tiny | small | base | no_noise | single_stream | no_stage2, or a '+' list (tiny+no_noise)")
     p.add_argument("--domain", choices=("real", "synthetic", "any"), help="default: real (stage 1), synthetic (stage 2)")
     p.add_argument("--val-domain", choices=("real", "synthetic", "any"))
     p.add_argument("--loss", choices=("l2", "angular"))

@@ -10,6 +10,7 @@ creases are what SNE measures. Everything is batched torch, so it runs on the GP
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -91,12 +92,17 @@ def toy_batch(n: int, size: int, domain: str, generator: torch.Generator | None 
     return {"image": image.clamp(0, 1).float(), "normal": normal.float(), "mask": mask}
 
 
+@functools.lru_cache(maxsize=8)
 def toy_samples(n: int, size: int, domain: str, seed: int = 0) -> list[dict]:
-    """`n` samples in the format of `hi3dgen.data.webds.view_dataset` (numpy, CHW), for tests."""
-    batch = toy_batch(n, size, domain, torch.Generator().manual_seed(seed))
-    return [
-        {"key": f"toy{domain}_{seed}_{i:05d}", "domain": domain, "image": batch["image"][i].numpy(),
-         "normal": batch["normal"][i].numpy(), "mask": batch["mask"][i].numpy().astype(bool)}
-        for i in range(n)
-    ]
-
+    """`n` samples in the format of `hi3dgen.data.webds.view_dataset` (numpy, CHW). Cached: the
+    stages of an ablation in one process share them (callers must not modify them)."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for start in range(0, n, 256):
+        batch = toy_batch(min(256, n - start), size, domain, g)
+        out += [
+            {"key": f"toy{domain}_{seed}_{start + i:05d}", "domain": domain, "image": batch["image"][i].numpy(),
+             "normal": batch["normal"][i].numpy(), "mask": batch["mask"][i].numpy().astype(bool)}
+            for i in range(len(batch["image"]))
+        ]
+    return out

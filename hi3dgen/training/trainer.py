@@ -99,6 +99,7 @@ class Trainer:
         self.data = data
         torch.manual_seed(cfg.seed + self.env.rank)
         cuda = self.device.type == "cuda"
+        torch.backends.cudnn.benchmark = cuda  # fixed crop sizes: let cuDNN pick its fastest kernels
         self.autocast_dtype = torch.bfloat16 if (cfg.precision == "bf16" or (cfg.precision == "auto" and cuda)) else None
         self.channels_last = cfg.channels_last and cuda
         self.model = model.to(self.device, memory_format=torch.channels_last if self.channels_last else torch.preserve_format)
