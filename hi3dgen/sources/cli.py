@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 from hi3dgen.parallel import add_executor_args, executor_from_args
 from hi3dgen.sources.sandbox import Limits
@@ -44,12 +43,6 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def read_uids(path: str | Path) -> list[str]:
-    """One uid per line; blank lines and '#' comments are skipped."""
-    lines = (line.split("#", 1)[0].strip() for line in Path(path).read_text().splitlines())
-    return [line for line in lines if line]
-
-
 def run(args) -> int:
     limits = Limits(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Limits)})
     executor = executor_from_args(args)
@@ -64,9 +57,6 @@ def run(args) -> int:
 
     if args.uids is None and args.limit is None:
         raise ValueError("--source objaverse needs --uids FILE or --limit N")
-    ingest_objaverse(
-        args.out, executor, limits,
-        uids=read_uids(args.uids) if args.uids else None, limit=args.limit,
-        cache_dir=args.cache_dir, download=not args.no_download,
-    )
+    ingest_objaverse(args.out, executor, limits, uids=args.uids, limit=args.limit,
+                     cache_dir=args.cache_dir, download=not args.no_download)
     return 0

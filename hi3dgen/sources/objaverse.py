@@ -109,19 +109,27 @@ def ingest_object(item: dict) -> dict:
     return ingest_file(item)
 
 
+def read_uids(path: str | os.PathLike) -> list[str]:
+    """One uid per line; blank lines and '#' comments are skipped."""
+    lines = (line.split("#", 1)[0].strip() for line in Path(path).read_text().splitlines())
+    return [line for line in lines if line]
+
+
 def ingest_objaverse(
     out_dir: str | os.PathLike,
     executor: ExecutorConfig,
     limits: Limits = Limits(),
-    uids: list[str] | None = None,
+    uids: list[str] | str | os.PathLike | None = None,
     limit: int | None = None,
     cache_dir: str | os.PathLike | None = None,
     download: bool = True,
 ) -> list[dict]:
-    """Ingest the given `uids`, or the first `limit` uids of the index in sorted order, into
-    `out_dir` (assets + manifest); returns the rows."""
+    """Ingest `uids` (a list, or the path of a file with one per line), or the first `limit`
+    uids of the index in sorted order, into `out_dir` (assets + manifest); returns the rows."""
     if (uids is None) == (limit is None):
         raise ValueError("give either uids or limit")
+    if isinstance(uids, (str, os.PathLike)):
+        uids = read_uids(uids)
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be at least 1, not {limit}")
     root = cache_root(cache_dir)
