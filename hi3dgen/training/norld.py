@@ -227,7 +227,9 @@ def latent_stats(vae: shape_vae.ShapeVAE, data: ShapeDataConfig, seed: int, batc
 
 
 def build_model(cfg: NoRLDRunConfig, vae: shape_vae.ShapeVAE, device) -> NoRLD:
-    """A fresh NoRLD whose latent normalization is measured with the VAE on `device`."""
+    """A fresh NoRLD (initialized from the run's seed) whose latent normalization is measured with
+    the VAE on `device`."""
+    torch.manual_seed(cfg.trainer.seed)
     model = NoRLD(cfg.model)
     mean, std = latent_stats(vae.to(device), cfg.data, cfg.trainer.seed, cfg.stats_batches, device)
     model.latent_mean.copy_(mean.cpu())

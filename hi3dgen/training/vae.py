@@ -201,22 +201,25 @@ class ShapeBatches(ViewBatches):
 
     def _loader(self) -> torch.utils.data.DataLoader:
         data = PreparedShapes(self.open_stream(self.consumed), self.augment, self.seed, self.consumed)
+        # A generator of its own: creating the iterator must not draw from the global RNG, or a
+        # resumed run (which creates it at another step) would draw different training noise.
         return torch.utils.data.DataLoader(data, batch_size=self.batch_size, num_workers=self.workers,
-                                           collate_fn=collate, persistent_workers=self.workers > 0)
+                                           collate_fn=collate, persistent_workers=self.workers > 0,
+                                           generator=torch.Generator().manual_seed(self.seed))
 
 
 def build_data(cfg: ShapeDataConfig, seed: int) -> ShapeBatches:
     return ShapeBatches(train_stream(cfg, seed), cfg.batch_size, cfg, seed=seed, workers=cfg.workers)
 
 
-def val_samples(cfg: ShapeDataConfig) -> list[dict]:
-    """The first `val_shapes` decoded val samples, in a fixed order."""
+def val_samples(cfg: ShapeDataConfig, split: str = "val") -> list[dict]:
+    """The first `val_shapes` decoded samples of a split, in a fixed order."""
     if cfg.shards == TOY:
-        return toy_shapes(cfg, "val")
+        return toy_shapes(cfg, split)[: cfg.val_shapes]
     from hi3dgen.data.webds import shape_dataset
 
     out = []
-    for sample in shape_dataset(cfg.shards, split="val"):
+    for sample in shape_dataset(cfg.shards, split=split):
         out.append(sample)
         if len(out) >= cfg.val_shapes:
             break
@@ -334,5 +337,6 @@ class VAETrainer(Trainer):
 def train_vae(cfg: VAERunConfig, out_dir: str, stop_at: int | None = None) -> dict[str, float]:
     """The per-worker training function (plain process, torchrun or Ray Train worker)."""
     init_distributed(cfg.trainer.device)
+    torch.manual_seed(cfg.trainer.seed)  # the same initial weights for the same seed
     trainer = VAETrainer(cfg, ShapeVAE(cfg.model), build_data(cfg.data, cfg.trainer.seed), out_dir)
     return trainer.train(stop_at=stop_at)

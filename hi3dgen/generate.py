@@ -1,0 +1,138 @@
+"""Image -> mesh: NiRNE normal map -> NoRLD latent (Euler sampling with classifier-free guidance)
+-> shape VAE decode -> marching cubes -> GLB in the unit cube (the asset contract), with the
+predicted normal map saved beside it. One image or a folder of them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hi3dgen import io
+from hi3dgen.data import codec
+from hi3dgen.geometry.mesh_extract import ExtractConfig
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+
+
+@dataclasses.dataclass
+class GenerateConfig:
+    steps: int = 25
+    guidance: float = 3.0
+    seed: int = 0
+    extract: ExtractConfig = dataclasses.field(default_factory=lambda: ExtractConfig(resolution=129, coarse=33))
+    margin: float = 0.1  # the condition is the object's square crop plus this share of its side on each side
+    max_side: int = 1024  # NiRNE runs larger images downscaled
+    device: str = "auto"
+
+
+def square_crop(normal: np.ndarray, fg: np.ndarray, margin: float) -> np.ndarray:
+    """The foreground's bounding square (plus margin), background zero, so the object is framed as
+    in the training views whatever its place in the photo."""
+    ys, xs = np.nonzero(fg)
+    if not len(ys):
+        raise ValueError("the image has no foreground (its alpha is 0 everywhere)")
+    cy, cx = (ys.min() + ys.max() + 1) / 2, (xs.min() + xs.max() + 1) / 2
+    half = max(ys.max() + 1 - ys.min(), xs.max() + 1 - xs.min()) * (0.5 + margin)
+    side = max(1, int(np.ceil(2 * half)))
+    out = np.zeros((side, side, 3), np.float32)
+    y0, x0 = int(round(cy - side / 2)), int(round(cx - side / 2))
+    src = (normal * fg[..., None])[max(0, y0):y0 + side, max(0, x0):x0 + side]
+    out[max(0, -y0):max(0, -y0) + src.shape[0], max(0, -x0):max(0, -x0) + src.shape[1]] = src
+    return out
+
+
+class Generator:
+    """The three models loaded once, for many images."""
+
+    def __init__(self, nirne_ckpt, vae_ckpt, norld_ckpt, cfg: GenerateConfig | None = None):
+        from hi3dgen.models import norld, shape_vae
+        from hi3dgen.training.predict import load_nirne
+
+        self.cfg = cfg or GenerateConfig()
+        dev = self.cfg.device
+        self.device = torch.device("cuda" if dev == "auto" and torch.cuda.is_available() else ("cpu" if dev == "auto" else dev))
+        self.nirne = load_nirne(nirne_ckpt, self.device)
+        self.vae = shape_vae.load(vae_ckpt, self.device)
+        self.norld = norld.load(norld_ckpt, self.device)
+        if (self.norld.cfg.num_latents, self.norld.cfg.latent_dim) != (self.vae.cfg.num_latents, self.vae.cfg.latent_dim):
+            raise ValueError(f"NoRLD {norld_ckpt} was trained for another VAE's latent shape than {vae_ckpt}")
+
+    def normal_map(self, rgb: np.ndarray) -> np.ndarray:
+        from hi3dgen.training.predict import predict_image
+
+        return predict_image(self.nirne, rgb, self.cfg.max_side)
+
+    def mesh_from_normal(self, normal: np.ndarray, fg: np.ndarray):
+        """A normal map (H, W, 3) with its foreground -> a mesh in the unit cube (trimesh)."""
+        import cv2
+
+        from hi3dgen.assets.mesh import normalize
+
+        size = self.norld.cfg.image_size
+        crop = cv2.resize(square_crop(normal, fg, self.cfg.margin), (size, size), interpolation=cv2.INTER_AREA)
+        cond = torch.from_numpy(crop.transpose(2, 0, 1).copy())[None].to(self.device)
+        g = torch.Generator(self.device).manual_seed(self.cfg.seed)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+            z = self.norld.sample(cond, self.cfg.steps, self.cfg.guidance, generator=g)
+            with torch.no_grad():
+                mesh = self.vae.extract_meshes(z.float(), self.cfg.extract)[0]
+        if mesh is None:
+            raise ValueError("the generated latent decodes to no surface")
+        return normalize(mesh.to_trimesh())
+
+    def __call__(self, rgb: np.ndarray, fg: np.ndarray):
+        """(mesh, normal map) of an RGB image (H, W, 3) in [0, 1] with its foreground mask."""
+        normal = self.normal_map(rgb)
+        return self.mesh_from_normal(normal, fg), normal
+
+
+def generate(image, nirne_ckpt, vae_ckpt, norld_ckpt, steps: int = 25, guidance: float = 3.0, **options):
+    """One image (a path, or an (H, W, 3|4) array in [0, 1]) -> a trimesh in the unit cube."""
+    from hi3dgen.training.predict import read_image
+
+    gen = Generator(nirne_ckpt, vae_ckpt, norld_ckpt, GenerateConfig(steps=steps, guidance=guidance, **options))
+    if isinstance(image, (str, os.PathLike)):
+        rgb, fg = read_image(image)
+    else:
+        image = np.asarray(image, np.float32)
+        rgb, fg = image[..., :3], (image[..., 3] > 0 if image.shape[-1] == 4 else np.ones(image.shape[:2], bool))
+    return gen(rgb, fg)[0]
+
+
+def image_paths(inputs: list[str]) -> list[Path]:
+    """Files as given, and the images inside given folders (sorted)."""
+    out = []
+    for p in map(Path, inputs):
+        if p.is_dir():
+            out += sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            out.append(p)
+    return out
+
+
+def generate_files(gen: Generator, inputs: list[str], out: str | os.PathLike) -> list[tuple[str, str | None]]:
+    """Writes OUT (one image: a .glb path) or OUT/<stem>.glb (several, or a folder), each with
+    <stem>.normal.png beside it; returns (input, error or None) per image."""
+    from hi3dgen.assets.mesh import save_glb
+    from hi3dgen.training.predict import read_image
+
+    paths = image_paths(inputs)
+    out = Path(out)
+    single = len(paths) == 1 and out.suffix.lower() == ".glb"
+    results = []
+    for path in paths:
+        glb = out if single else out / f"{path.stem}.glb"
+        try:
+            rgb, fg = read_image(path)
+            mesh, normal = gen(rgb, fg)
+            save_glb(mesh, glb)
+            io.write_bytes(glb.with_suffix(".normal.png"), codec.encode_normal(normal, fg))
+            results.append((str(path), None))
+        except (OSError, ValueError) as exc:
+            results.append((str(path), str(exc)))
+    return results

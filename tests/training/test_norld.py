@@ -1,0 +1,147 @@
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from hi3dgen.models import shape_vae
+from hi3dgen.training.norld import NoRLDTrainer, build_model, preset_config
+from hi3dgen.training.tracking import TrackingConfig
+from hi3dgen.training.vae import build_data
+from hi3dgen.training.vae import preset_config as vae_preset
+from hi3dgen.training.vae import train_vae
+
+
+@pytest.fixture(scope="module")
+def vae_path(tmp_path_factory):
+    torch.set_num_threads(1)
+    cfg = vae_preset("tiny", tracking=TrackingConfig(enabled=False))
+    cfg.data = dataclasses.replace(cfg.data, toy_train=8, val_shapes=1)
+    cfg.trainer = dataclasses.replace(cfg.trainer, steps=40, ckpt_every=1000)
+    out = tmp_path_factory.mktemp("vae")
+    train_vae(cfg, str(out))
+    return str(out / "model.pt")
+
+
+def tiny(vae_path, steps: int, weight: float = 1.0, **reg):
+    cfg = preset_config("tiny", vae_path, tracking=TrackingConfig(enabled=False))
+    cfg.data = dataclasses.replace(cfg.data, toy_train=8, val_shapes=2, vis_shapes=1)
+    cfg.reg = dataclasses.replace(cfg.reg, weight=weight, **reg)
+    cfg.sample = dataclasses.replace(cfg.sample, steps=2)
+    cfg.stats_batches = 1
+    cfg.trainer = dataclasses.replace(cfg.trainer, steps=steps, log_every=1, ckpt_every=1000)
+    return cfg
+
+
+def make_trainer(cfg, out):
+    vae = shape_vae.load(cfg.vae)
+    return NoRLDTrainer(cfg, build_model(cfg, vae, "cpu"), vae, build_data(cfg.data, cfg.trainer.seed), out)
+
+
+def test_flow_loss_falls(vae_path, tmp_path):
+    t = make_trainer(tiny(vae_path, 100, weight=0.0), tmp_path / "run")
+    t.train()
+    flow = [h["train/flow_loss"] for h in t.history]
+    assert np.mean(flow[-20:]) < 0.7 * np.mean(flow[:10])
+    assert "train/normal_reg_loss" not in t.history[0]  # λ = 0: the regularizer never runs
+
+
+def test_regularizer_is_nonzero_and_its_gradient_reaches_the_network(vae_path, tmp_path):
+    t = make_trainer(tiny(vae_path, 1, t_min=0.0, t_max=1.0), tmp_path / "run")
+    torch.nn.init.normal_(t.model.x_out.weight, std=0.05)  # as after some training: the output layer starts at 0
+    batch = t._to_device(next(t.data))
+    x0 = t.encode(batch["surface"])
+    rows = torch.arange(2)
+    tb = torch.full((2, 1, 1), 0.3)
+    xt = (1 - tb) * x0[rows] + tb * torch.randn_like(x0[rows])
+    v = t.model(xt, tb.flatten(), batch["cond"][rows])
+    reg = t.normal_regularizer(t.model.denormalize(xt - tb * v), batch, rows)
+    assert reg.item() > 0
+    reg.backward()
+    for name in ("x_out.weight", "image.patchify.weight", "blocks.0.cross.q.weight"):
+        grad = dict(t.model.named_parameters())[name].grad
+        assert grad is not None and grad.abs().sum() > 0, name
+    assert all(p.grad is None for p in t.vae.parameters())
+
+
+def test_vae_stays_frozen_and_out_of_the_checkpoint(vae_path, tmp_path):
+    t = make_trainer(tiny(vae_path, 3), tmp_path / "run")
+    before = {k: v.clone() for k, v in t.vae.state_dict().items()}
+    t.train()
+    assert all(torch.equal(before[k], v) for k, v in t.vae.state_dict().items())
+    vae_params = {id(p) for p in t.vae.parameters()}
+    assert not any(id(p) in vae_params for g in t.optimizer.param_groups for p in g["params"])
+    state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
+    assert state["kind"] == "norld" and not any(k.startswith("vae") for k in state["model"])
+    assert state["config"]["vae"] == vae_path
+    assert {"train/flow_loss", "train/normal_reg_loss"} <= set(t.history[-1])
+
+
+def test_killed_run_resumes_on_the_same_curve(vae_path, tmp_path):
+    cfg = tiny(vae_path, 8, share=0.5, max_samples=1)
+    full = make_trainer(cfg, tmp_path / "full")
+    full.train()
+    first = make_trainer(cfg, tmp_path / "resumed")
+    first.train(stop_at=4)
+    second = make_trainer(cfg, tmp_path / "resumed")
+    second.train()
+    for key in ("train/flow_loss", "train/loss"):
+        curve = [h[key] for h in full.history]
+        assert [h[key] for h in first.history + second.history] == pytest.approx(curve, rel=1e-5), key
+
+
+def test_mlflow_logs_losses_and_rendered_normals(vae_path, tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("HI3DGEN_STATE_DIR", str(tmp_path / "state"))
+    cfg = tiny(vae_path, 2)
+    cfg.trainer = dataclasses.replace(cfg.trainer, vis_every=2)
+    cfg.tracking = dataclasses.replace(cfg.tracking, enabled=True, experiment="norld-test", run_name="norld")
+    t = make_trainer(cfg, tmp_path / "run")
+    t.train()
+    client = MlflowClient(uri)
+    run = client.get_run(t.tracker.run_id)
+    assert {"train/flow_loss", "train/normal_reg_loss", "val/chamfer", "val/NE", "val/SNE"} <= set(run.data.metrics)
+    assert run.data.params["reg.weight"] == "1.0"
+    images = client.list_artifacts(run.info.run_id, "norld_normals")
+    assert images and images[0].path.endswith(".png")
+
+
+def test_cli_trains_evaluates_and_generates(vae_path, tmp_path):
+    import argparse
+    import json
+
+    import cv2
+
+    from hi3dgen.assets.mesh import load_glb
+    from hi3dgen.data import codec
+    from hi3dgen.training import cli, cli_shape
+
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command", required=True)
+    cli.register(sub)
+    cli_shape.register(sub)
+
+    def run(*argv):
+        args = parser.parse_args([str(a) for a in argv])
+        return args.func(args)
+
+    norld, nirne = tmp_path / "norld", tmp_path / "nirne"
+    assert run("train", "norld", "--data", "toy", "--vae", vae_path, "--out", norld, "--preset", "tiny",
+               "--steps", 2, "--reg-grid", 16, "--no-tracking") == 0
+    assert run("eval", "norld", "--norld", norld / "model.pt", "--vae", vae_path, "--data", "toy",
+               "--out", tmp_path / "m.json", "--limit", 1, "--steps", 2, "--grid", 24) == 0
+    assert {"chamfer", "fscore", "normal_consistency", "NE", "SNE"} <= set(json.loads((tmp_path / "m.json").read_text()))
+    assert run("train", "nirne", "--data", "toy", "--out", nirne, "--preset", "tiny", "--steps", 1, "--no-tracking") == 0
+    image = np.zeros((40, 50, 4), np.uint8)
+    cv2.circle(image, (25, 20), 12, (200, 120, 60, 255), -1)
+    cv2.imwrite(str(tmp_path / "in.png"), image)
+    out = tmp_path / "gen" / "mesh.glb"
+    assert run("generate", "--nirne", nirne / "model.pt", "--vae", vae_path, "--norld", norld / "model.pt",
+               "--out", out, "--steps", 2, "--grid", 33, tmp_path / "in.png") == 0
+    mesh = load_glb(out)
+    assert np.ptp(mesh.vertices, axis=0).max() == pytest.approx(1.0, abs=1e-4)  # the unit cube
+    normal = codec.decode_normal((tmp_path / "gen" / "mesh.normal.png").read_bytes())
+    assert normal.shape == (40, 50, 3)
