@@ -13,6 +13,7 @@ cylinders in the same sample format, for machines without shards (and tests).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,7 @@ from hi3dgen.models.shape_vae import ShapeVAE, ShapeVAEConfig, vae_loss
 from hi3dgen.models.shape_vae import preset as model_preset
 from hi3dgen.render.cameras import Camera, orbit_cameras
 from hi3dgen.render.diff_normals import render_normals
-from hi3dgen.training.data import ListStream, ViewBatches, collate, stream_info
+from hi3dgen.training.data import Batches, ListStream
 from hi3dgen.training.trainer import Trainer, TrainerConfig, init_distributed
 from hi3dgen.training.tracking import TrackingConfig
 
@@ -109,7 +110,7 @@ def toy_shapes(cfg: ShapeDataConfig, split: str) -> list[dict]:
 
 def train_stream(cfg: ShapeDataConfig, seed: int):
     """start -> this rank's endless, shuffled stream of train shapes after `start` consumed ones
-    (the contract `ViewBatches` expects). Opened once here so a bad shard dir fails before training."""
+    (the contract of `Batches`). Opened once here so a bad shard dir fails before training."""
     if cfg.shards == TOY:
         samples = toy_shapes(cfg, "train")
         return lambda start: ListStream(samples, seed, start, cfg.batch_size)
@@ -178,38 +179,10 @@ def batch_cameras(batch: dict, i: int) -> list[Camera]:
     return cameras_of({"K": batch["K"][i].cpu().numpy(), "c2w": batch["c2w"][i].cpu().numpy(), "height": h, "width": w})
 
 
-class PreparedShapes(torch.utils.data.IterableDataset):
-    """`Augmented` for shape samples: sample k of stream (rank, worker) is prepared with a generator
-    seeded by (seed, rank, worker, k), k counted from the start of training, so resuming replays it."""
-
-    def __init__(self, stream, cfg: ShapeDataConfig, seed: int, start: int):
-        self.stream, self.cfg, self.seed, self.start = stream, cfg, seed, start
-
-    def __iter__(self):
-        from hi3dgen.data.webds import worker_skip
-
-        rank, _, worker, workers = stream_info()
-        k = worker_skip(self.start, self.cfg.batch_size, worker, workers)
-        for sample in self.stream:
-            yield prepare_shape(sample, self.cfg, np.random.default_rng([self.seed, rank, worker, k]))
-            k += 1
-
-
-class ShapeBatches(ViewBatches):
-    """`ViewBatches` (resumable position, DataLoader workers) over prepared shape samples; the shape
-    data config takes the place of the augmentation config."""
-
-    def _loader(self) -> torch.utils.data.DataLoader:
-        data = PreparedShapes(self.open_stream(self.consumed), self.augment, self.seed, self.consumed)
-        # A generator of its own: creating the iterator must not draw from the global RNG, or a
-        # resumed run (which creates it at another step) would draw different training noise.
-        return torch.utils.data.DataLoader(data, batch_size=self.batch_size, num_workers=self.workers,
-                                           collate_fn=collate, persistent_workers=self.workers > 0,
-                                           generator=torch.Generator().manual_seed(self.seed))
-
-
-def build_data(cfg: ShapeDataConfig, seed: int) -> ShapeBatches:
-    return ShapeBatches(train_stream(cfg, seed), cfg.batch_size, cfg, seed=seed, workers=cfg.workers)
+def build_data(cfg: ShapeDataConfig, seed: int) -> Batches:
+    """The resumable train batch stream (the trainer core's `Batches` over `prepare_shape`)."""
+    return Batches(train_stream(cfg, seed), cfg.batch_size, functools.partial(prepare_shape, cfg=cfg), seed=seed,
+                   workers=cfg.workers)
 
 
 def val_samples(cfg: ShapeDataConfig, split: str = "val") -> list[dict]:
