@@ -19,7 +19,10 @@ rejected row and none of its views enter the view shards, so both shard sets hol
 
 Determinism: samples sorted by (domain, asset_id, view), members sorted, fixed tar mtime, owner and
 mode, seeds derived from asset_id, so an unchanged input gives byte-identical tars. Shards are
-rewritten on every run (copying bytes is cheap; the SDF is cached) and written atomically.
+rewritten on every run (copying bytes is cheap; the SDF is cached), atomically, one Ray task per
+shard: the layout is planned first, so parallel writing gives the same bytes. Ray tasks read the
+render folder and write OUT by path: on a multi-node cluster both must be on a shared filesystem.
+A failed SDF is retried on the next run (it is not cached).
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ import numpy as np
 from hi3dgen import io
 from hi3dgen.data import codec
 from hi3dgen.data import manifest as mf
-from hi3dgen.parallel import ExecutorConfig, Progress, fan_out
+from hi3dgen.parallel import ExecutorConfig, fan_out
 
 SPLITS = ("train", "val")
 SETS = ("views", "shapes")
@@ -188,14 +191,13 @@ def write_tar(path: Path, samples) -> dict:
     return {"bytes": hashing.size, "sha256": hashing.h.hexdigest()}
 
 
-def _view_sample(asset: dict, v: int) -> dict:
-    files = asset["views"][v]
-    return {"__key__": f"{asset['asset_id']}_{v:03d}", **{k: p.read_bytes() for k, p in files.items()}}
+def _view_sample(unit: dict) -> dict:
+    return {"__key__": unit["key"], **{k: Path(p).read_bytes() for k, p in unit["files"].items()}}
 
 
-def _shape_sample(asset: dict, shape_views: int) -> dict:
+def _shape_sample(asset: dict) -> dict:
     geo = _load_cache(asset["cache"])
-    views = asset["views"][:shape_views]
+    views = asset["views"]
     meta = {
         "asset_id": asset["asset_id"],
         "source": asset["source"],
@@ -222,25 +224,34 @@ def _shape_sample(asset: dict, shape_views: int) -> dict:
     }
 
 
-def _write_set(out_dir: Path, name: str, split: str, units: list, per_shard: int, make,
-               progress: Progress) -> list[dict]:
-    """Shards of one set and split from `units` [(domain, unit)], `per_shard` each."""
-    shards = []
-    for i in range(0, len(units), per_shard):
-        chunk = units[i:i + per_shard]
-        rel = f"{name}/{split}-{len(shards):06d}.tar"
+def write_shard(task: dict) -> dict:
+    """Ray task: one shard from its planned units (plain data, so tasks run anywhere)."""
+    make = _view_sample if task["set"] == "views" else _shape_sample
+    return write_tar(Path(task["out"]), (make(u) for u in task["units"]))
 
-        def samples(chunk=chunk):
-            for _, unit in chunk:
-                yield make(unit)
-                progress.update()
 
-        info = write_tar(out_dir / rel, samples())
-        domains: dict[str, int] = {}
-        for domain, _ in chunk:
-            domains[domain] = domains.get(domain, 0) + 1
-        shards.append({"path": rel, "samples": len(chunk), "domains": domains, **info})
-    return shards
+def _plan(out_dir: Path, kept: list[dict], split: dict, config: ShardConfig) -> list[dict]:
+    """Every shard to write, with its units in order: the whole layout is fixed before writing,
+    so shards can be written in parallel and still come out the same."""
+    tasks = []
+    for name in SETS:
+        for sp in SPLITS:
+            mine = [a for a in kept if split[a["asset_id"]] == sp]
+            if name == "views":
+                per_shard = config.samples_per_shard
+                units = [{"key": f"{a['asset_id']}_{v:03d}", "domain": a["domain"],
+                          "files": {k: str(p) for k, p in files.items()}}
+                         for a in mine for v, files in enumerate(a["views"])]
+            else:
+                per_shard = config.shapes_per_shard
+                units = [{**{k: a[k] for k in ("asset_id", "source", "domain", "glb_sha256", "seed",
+                                               "cache")},
+                          "views": a["views"][:config.shape_views]} for a in mine]
+            for i in range(0, len(units), per_shard):
+                rel = f"{name}/{sp}-{i // per_shard:06d}.tar"
+                tasks.append({"set": name, "split": sp, "path": rel, "out": str(out_dir / rel),
+                              "units": units[i:i + per_shard]})
+    return tasks
 
 
 def write_shards(render_dir: str | os.PathLike, out_dir: str | os.PathLike, config: ShardConfig,
@@ -250,8 +261,39 @@ def write_shards(render_dir: str | os.PathLike, out_dir: str | os.PathLike, conf
     render_dir, out_dir = Path(render_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     io.remove_temp_files(out_dir)
-    geometry = config.geometry()
-    geo_fp = mf.fingerprint(geometry)
+    rows, assets = _collect(render_dir, out_dir, config)
+    kept = _shape_geometry(assets, rows, config, executor, out_dir / CACHE)
+    split = assign_splits([a["asset_id"] for a in kept], config.val_fraction)
+    kept.sort(key=lambda a: (a["domain"], a["asset_id"]))
+    for a in kept:
+        stats = _load_cache(a["cache"], arrays=False)["stats"]
+        rows[a["asset_id"]] = {
+            **{k: a[k] for k in ("asset_id", "source", "domain", "input_path", "glb_sha256")},
+            "status": "accepted", "split": split[a["asset_id"]], "views": len(a["views"]),
+            **{k: stats[k] for k in ("inside_fraction", "faces", "watertight")},
+        }
+    tasks = _plan(out_dir, kept, split, config)
+    written = {}
+    for task, ok, result in fan_out(write_shard, tasks, executor, desc="shard write"):
+        if not ok:
+            raise RuntimeError(f"writing {task['out']} failed: {result}")
+        written[task["path"]] = result
+    for name in SETS:
+        for p in (out_dir / name).glob("*") if (out_dir / name).exists() else []:
+            if f"{name}/{p.name}" not in written:
+                io.remove_tree(p)
+    ordered = [rows[k] for k in sorted(rows)]
+    index = _index(config, kept, split, tasks, written, mf.summarize(ordered))
+    io.write_json(out_dir / INDEX, index)
+    mf.write_manifest(out_dir, ordered)
+    index["seconds"] = round(time.monotonic() - t0, 2)
+    print_report(index)
+    return index
+
+
+def _collect(render_dir: Path, out_dir: Path, config: ShardConfig) -> tuple[dict, list[dict]]:
+    """Rejected rows (by the render stage or for incomplete views) and the assets to shard."""
+    geo_fp = mf.fingerprint(config.geometry())
     rows, assets = {}, []
     for row in mf.read_manifest(render_dir):
         base = {"asset_id": row["asset_id"], "source": row.get("source", "unknown"),
@@ -277,9 +319,15 @@ def write_shards(render_dir: str | os.PathLike, out_dir: str | os.PathLike, conf
         seed = asset_seed(row["asset_id"], config.seed)
         assets.append({**base, "views": views, "glb_sha256": sha, "seed": seed,
                        "cache": out_dir / CACHE / f"{row['asset_id']}-{sha[:16]}-{geo_fp}.npz"})
+    return rows, assets
 
+
+def _shape_geometry(assets: list[dict], rows: dict, config: ShardConfig, executor: ExecutorConfig,
+                    cache_dir: Path) -> list[dict]:
+    """Compute the missing cache entries; assets whose SDF fails become rejected rows. Returns
+    the assets kept, and drops cache entries no asset uses any more."""
     todo = [{"asset_id": a["asset_id"], "source": a["source"], "input_path": a["input_path"],
-             "seed": a["seed"], "geometry": geometry, "cache": str(a["cache"])}
+             "seed": a["seed"], "geometry": config.geometry(), "cache": str(a["cache"])}
             for a in assets if not a["cache"].exists()]
     if len(todo) < len(assets):
         print(f"[shard] SDF cached for {len(assets) - len(todo)} assets, {len(todo)} to compute",
@@ -295,62 +343,30 @@ def write_shards(render_dir: str | os.PathLike, out_dir: str | os.PathLike, conf
         else:
             kept.append(a)
     used = {a["cache"].name for a in kept}
-    for p in (out_dir / CACHE).glob("*.npz") if (out_dir / CACHE).exists() else []:
+    for p in cache_dir.glob("*.npz") if cache_dir.exists() else []:
         if p.name not in used:
             p.unlink()
+    return kept
 
-    split = assign_splits([a["asset_id"] for a in kept], config.val_fraction)
-    kept.sort(key=lambda a: (a["domain"], a["asset_id"]))
-    for a in kept:
-        stats = _load_cache(a["cache"], arrays=False)["stats"]
-        rows[a["asset_id"]] = {
-            **{k: a[k] for k in ("asset_id", "source", "domain", "input_path", "glb_sha256")},
-            "status": "accepted", "split": split[a["asset_id"]], "views": len(a["views"]),
-            **{k: stats[k] for k in ("inside_fraction", "faces", "watertight")},
-        }
 
-    total = sum(len(a["views"]) for a in kept) + len(kept)
-    progress = Progress("shard write", total)
-    index = {"format": 1, "config": dataclasses.asdict(config), "sets": {}, "totals": {}}
-    written = set()
-    for name in SETS:
-        index["sets"][name] = {}
-        for sp in SPLITS:
-            mine = [a for a in kept if split[a["asset_id"]] == sp]
-            if name == "views":
-                units = [(a["domain"], (a, v)) for a in mine for v in range(len(a["views"]))]
-                shards = _write_set(out_dir, name, sp, units, config.samples_per_shard,
-                                    lambda u: _view_sample(*u), progress)
-            else:
-                units = [(a["domain"], a) for a in mine]
-                shards = _write_set(out_dir, name, sp, units, config.shapes_per_shard,
-                                    lambda a: _shape_sample(a, config.shape_views), progress)
-            written.update(s["path"] for s in shards)
-            index["sets"][name][sp] = {
-                "assets": len(mine),
-                "samples": len(units),
-                "shards": shards,
-            }
-    for name in SETS:
-        for p in (out_dir / name).glob("*") if (out_dir / name).exists() else []:
-            if f"{name}/{p.name}" not in written:
-                io.remove_tree(p)
-    ordered = [rows[k] for k in sorted(rows)]
-    summary = mf.summarize(ordered)
-    index["totals"] = {
-        "assets": summary["total"],
-        "accepted": summary["accepted"],
-        "rejected": summary["rejected"],
-        "rejected_by_reason": summary["rejected_by_reason"],
-        **{f"{name}_samples": sum(index["sets"][name][sp]["samples"] for sp in SPLITS)
-           for name in SETS},
-        "shards": len(written),
-    }
-    io.write_json(out_dir / INDEX, index)
-    mf.write_manifest(out_dir, ordered)
-    index["seconds"] = round(time.monotonic() - t0, 2)
-    print_report(index)
-    return index
+def _index(config: ShardConfig, kept: list[dict], split: dict, tasks: list[dict], written: dict,
+           summary: dict) -> dict:
+    """The content of shards.json (no timings: it must be deterministic)."""
+    sets = {name: {sp: {"assets": sum(split[a["asset_id"]] == sp for a in kept), "samples": 0,
+                        "shards": []} for sp in SPLITS} for name in SETS}
+    for task in tasks:
+        domains: dict[str, int] = {}
+        for unit in task["units"]:
+            domains[unit["domain"]] = domains.get(unit["domain"], 0) + 1
+        entry = sets[task["set"]][task["split"]]
+        entry["samples"] += len(task["units"])
+        entry["shards"].append({"path": task["path"], "samples": len(task["units"]),
+                                "domains": domains, **written[task["path"]]})
+    totals = {k: summary[k] for k in ("accepted", "rejected", "rejected_by_reason")}
+    totals.update(assets=summary["total"], shards=len(written),
+                  **{f"{name}_samples": sum(sets[name][sp]["samples"] for sp in SPLITS)
+                     for name in SETS})
+    return {"format": 1, "config": dataclasses.asdict(config), "sets": sets, "totals": totals}
 
 
 def print_report(index: dict) -> None:

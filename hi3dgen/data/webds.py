@@ -142,7 +142,7 @@ class ShardStream(torch.utils.data.IterableDataset):
         self.num_samples = sum(n for _, n in self.shards)
         if not self.num_samples:
             have = ", ".join(f"{d} ({n} samples)" for d, n in sorted(counts.items())) or "none"
-            raise ValueError(f"no {set_name} samples of domain {domain!r} in split {split!r} of "
+            raise ValueError(f"no {set_name[:-1]} samples of domain {domain!r} in split {split!r} of "
                              f"{shard_dir}; domains there: {have}")
         self.set_name, self.split, self.domain, self.decode = set_name, split, domain, decode
         self.shuffle, self.seed, self.resampled = shuffle, seed, resampled
