@@ -25,8 +25,8 @@ def run(args) -> int:
     rows = synthesize(args.count, args.seed, args.out, executor_from_args(args), families)
     s = stats(rows)
     if s["assets"]:
-        print(f"[synthesize] median sharp edges {s['median_sharp_edges']:.0f}, "
-              f"watertight {100 * s['watertight_share']:.1f}%, median faces {s['median_faces']:.0f}")
+        print(f"[synthesize] median sharp edges {s['median_sharp_edges']:.0f}, watertight "
+              f"{100 * s['watertight_share']:.1f}%, median faces {s['median_faces']:.0f}")
         for name, f in s["families"].items():
             print(f"[synthesize]   {name}: {f['assets']} assets, median sharp edges "
                   f"{f['median_sharp_edges']:.0f}, watertight {100 * f['watertight_share']:.0f}%")

@@ -1,10 +1,10 @@
 """Solid-modelling helpers over manifold3d that the DetailVerse families share.
 
-Everything is a closed manifold solid, so every boolean result is watertight. Curved surfaces use at
-least `SEGMENTS` facets per turn (7.5° apart), well under the 15° sharp-edge threshold: only designed
-creases (steps, chamfers, grooves, seams between parts) count as sharp edges, never tessellation.
-Parts that meet overlap by a margin instead of touching, because coplanar contact faces make
-booleans emit slivers that later vertex merging would tear open.
+Everything is a closed manifold solid, so every boolean result is watertight. Curved surfaces use
+at least `SEGMENTS` facets per turn (7.5° apart; small parts 11.25°), under the 15° sharp-edge
+threshold: only designed creases (steps, chamfers, grooves, seams between parts) count as sharp
+edges, never tessellation. Parts that meet overlap by a margin instead of touching, because
+coplanar contact faces make booleans emit slivers that later vertex merging would tear open.
 """
 
 from __future__ import annotations
@@ -57,9 +57,10 @@ def cylinder(h: float, r: float, r_top: float | None = None, segments: int = SEG
     return Manifold.cylinder(h, r, r if r_top is None else r_top, segments)
 
 
-def lathe(profile: Sequence[tuple[float, float]], segments: int = SEGMENTS) -> Manifold:
-    """Revolve a closed (r, z) profile (r >= 0) around the z axis."""
-    return Manifold.revolve(CrossSection([np.asarray(profile, dtype=float)]), segments)
+def lathe(profile: Sequence[tuple[float, float]], segments: int = SEGMENTS,
+          degrees: float = 360.0) -> Manifold:
+    """Revolve a closed (r, z) profile (r >= 0) around the z axis, from +x counter-clockwise."""
+    return Manifold.revolve(CrossSection([np.asarray(profile, dtype=float)]), segments, degrees)
 
 
 def prism(polygon: np.ndarray, h: float, divisions: int = 0, twist: float = 0.0,

@@ -1,6 +1,6 @@
 """DetailVerse generator families: man-made and organic objects whose sharp edges come from
-structure (chamfers, grooves, teeth, threads, knurls, rivets, lattices, holes, repeated parts, relief
-on organic bases), built as CSG on closed solids.
+structure (chamfers, grooves, teeth, threads, knurls, rivets, lattices, holes, repeated parts,
+relief on organic bases), built as CSG on closed solids.
 
 A family is `fn(params: Params) -> Manifold` (z up, any scale); it draws every choice from
 `params`, which records the named ones for the manifest row.
@@ -70,12 +70,13 @@ def gear_train(p: Params) -> Manifold:
         centers.append(centers[-1] + dist * np.array([math.cos(heading), math.sin(heading)]))
     solids = []
     for i, c in enumerate(centers):
-        z_big = (i + 1) * level
+        # Shaft i carries its big gear on level i+1 and, from the second shaft on, a pinion on
+        # level i meshing with the previous big gear (a bit wider, so no faces coincide).
+        gears = [(big[i], (i + 1) * level, width)]
+        if i:
+            gears.append((small[i], i * level - 0.11 * width, 1.22 * width))
         stack = []
-        for teeth, z, w in ((big[i], z_big, width), (small[i], z_big - level - 0.11 * width,
-                                                     1.22 * width)):
-            if i == 0 and teeth == small[i]:
-                continue
+        for teeth, z, w in gears:
             r_pitch = module * teeth / 2
             twist = math.degrees(w * math.tan(math.radians(helix)) / r_pitch)
             g = parts.gear(teeth, module, w, twist if i % 2 else -twist)
@@ -86,11 +87,10 @@ def gear_train(p: Params) -> Manifold:
                 g = subtract(g, holes)
             stack.append(g.translate((0, 0, z)))
         hub_r = 2.2 * module + 1.0
-        stack.append(parts.chamfered_disc(hub_r, level * (i + 1.4), 0.0, 0.3).translate((0, 0, 0.5)))
-        shaft = union(stack)
-        keyway = box(0.5 * hub_r, 0.3 * hub_r, 50 * width).translate((0.55 * hub_r, 0, 0))
-        shaft = subtract(shaft, [cylinder(50 * width, 0.55 * hub_r).translate((0, 0, level * (i + 1))),
-                                 keyway.translate((0, 0, level * (i + 1)))])
+        hub = parts.chamfered_disc(hub_r, level * (i + 1.4), 0.0, 0.3).translate((0, 0, 0.5))
+        bore = union([cylinder(50 * width, 0.55 * hub_r),
+                      box(0.5 * hub_r, 0.3 * hub_r, 50 * width).translate((0.55 * hub_r, 0, 0))])
+        shaft = subtract(union([*stack, hub]), [bore.translate((0, 0, level * (i + 1)))])
         nut = parts.hex_nut(1.6 * hub_r, 0.8 * hub_r).translate((0, 0, level * (i + 1.4) + 0.4))
         rod = parts.thread(0.5 * hub_r, 0.18 * hub_r, 2.2 * hub_r).translate(
             (0, 0, level * (i + 1.4) + 0.3))
@@ -111,7 +111,7 @@ def gear_train(p: Params) -> Manifold:
 def fastener_set(p: Params) -> Manifold:
     """Bolts through a chamfered plate: chamfered hex heads and nuts, washers, helical threads
     with chamfered tips."""
-    nx, ny = p.integer("cols", 2, 3), p.integer("rows", 1, 2)
+    nx, ny = p.integer("cols", 3, 4), p.integer("rows", 1, 2)
     d = p.uniform("diameter", 1.0, 1.6)
     pitch = p.uniform("pitch_ratio", 0.12, 0.18) * d
     starts = p.choice("starts", [1, 1, 2])
@@ -181,9 +181,8 @@ def riveted_panel(p: Params) -> Manifold:
     frames = p.integer("vertical_lines", 2, 4)
     pitch = p.uniform("rivet_pitch", 0.28, 0.4)
     outer = radius + t
-    skin = Manifold.revolve(csg.CrossSection([np.array([(radius, 0), (outer, 0), (outer, height),
-                                                         (radius, height)])]),
-                            4 * csg.SEGMENTS, span)
+    skin = lathe([(radius, 0), (outer, 0), (outer, height), (radius, height)], 4 * csg.SEGMENTS,
+                 span)
     cuts, rivets = [], []
     rivet = parts.rivet(0.07, 0.05, 0.06)
 
@@ -193,8 +192,8 @@ def riveted_panel(p: Params) -> Manifold:
         return place(part, (outer * n[0], outer * n[1], z), frame(n))
 
     for z in np.linspace(0, height, bands + 2)[1:-1]:
-        cuts.append(lathe([(outer - 0.04, z - 0.025), (outer + 1, z - 0.025), (outer + 1, z + 0.025),
-                           (outer - 0.04, z + 0.025)], 4 * csg.SEGMENTS))
+        cuts.append(lathe([(outer - 0.04, z - 0.025), (outer + 1, z - 0.025),
+                           (outer + 1, z + 0.025), (outer - 0.04, z + 0.025)], 4 * csg.SEGMENTS))
         n = int(math.radians(span) * outer / pitch)
         for dz in (-0.18, 0.18):
             rivets += [on_skin(rivet, a, z + dz) for a in np.linspace(0, span, n + 2)[1:-1]]
@@ -219,9 +218,9 @@ def riveted_panel(p: Params) -> Manifold:
 def lattice_block(p: Params) -> Manifold:
     """Strut lattice (cubic, optionally body-centred) of octagonal struts with chamfered node
     blocks, trimmed by a chamfered envelope and standing on a bolted base plate."""
-    cells = p.integer("cells", 3, 5)
-    strut = p.uniform("strut_ratio", 0.1, 0.16)
     bcc = p.choice("body_centred", [False, True])
+    cells = p.integer("cells", 4, 4) if bcc else p.integer("cells", 6, 7)
+    strut = p.uniform("strut_ratio", 0.1, 0.16)
     envelope = p.choice("envelope", ["box", "cylinder"])
     size = float(cells)
     section = csg.regular_polygon(8, strut / 2 / math.cos(math.pi / 8), math.pi / 8)
@@ -236,10 +235,11 @@ def lattice_block(p: Params) -> Manifold:
     struts += [node.translate((x, y, z)) for x in ticks for y in ticks for z in ticks]
     if bcc:
         diag = csg.prism(section * 0.8, math.sqrt(3)).translate((0, 0, -math.sqrt(3) / 2))
+        centers = [(x, y, z) for x in ticks[:-1] + 0.5 for y in ticks[:-1] + 0.5
+                   for z in ticks[:-1] + 0.5]
         for sx, sy in ((1, 1), (1, -1), (-1, 1), (-1, -1)):
             tilt = csg.frame((sx, sy, 1.0), (1.0, 0.0, 0.0))
-            centers = ticks[:-1] + 0.5
-            struts += [place(diag, (x, y, z), tilt) for x in centers for y in centers for z in centers]
+            struts += [place(diag, c, tilt) for c in centers]
     lattice = union(struts)
     inner = size + 0.37 * strut
     if envelope == "box":
@@ -248,9 +248,8 @@ def lattice_block(p: Params) -> Manifold:
         hull = parts.chamfered_disc(inner / 2, inner, 0.1 * size, 0.1 * size,
                                     2 * csg.SEGMENTS).translate((0, 0, -inner / 2))
     base = chamfered_box(size + 1.2, size + 1.2, 0.4, 0.1).translate((0, 0, -inner / 2 - 0.15))
-    bolts = [parts.hex_nut(0.35, 0.2, chamfer_bottom=False).translate((sx * (size / 2 + 0.35),
-                                                                        sy * (size / 2 + 0.35),
-                                                                        -inner / 2 + 0.0))
+    bolt = parts.hex_nut(0.35, 0.2, chamfer_bottom=False)
+    bolts = [bolt.translate((sx * (size / 2 + 0.35), sy * (size / 2 + 0.35), -inner / 2))
              for sx in (-1, 1) for sy in (-1, 1)]
     return union([lattice ^ hull, base, *bolts])
 
@@ -274,7 +273,8 @@ def vented_enclosure(p: Params) -> Manifold:
     pin = cylinder(0.5, 0.06, segments=parts.SMALL_SEGMENTS).rotate((90, 0, 0))
     for z in (-0.2 * h, 0.2 * h):
         slot = Manifold.batch_hull([pin.translate((0, 0, z + dz)) for dz in (-0.1 * h, 0.1 * h)])
-        cuts += [slot.translate((x, -d / 2 + 0.15, 0)) for x in np.linspace(-0.4 * w, 0.4 * w, slots)]
+        cuts += [slot.translate((x, -d / 2 + 0.15, 0))
+                 for x in np.linspace(-0.4 * w, 0.4 * w, slots)]
     ring = subtract(box(w + 1, d + 1, 0.05), [box(w - 0.1, d - 0.1, 0.1)])
     cuts += [ring.translate((0, 0, z)) for z in (-0.3 * h, 0.3 * h)]
     counterbore = union([cylinder(0.3, 0.17), cylinder(1.0, 0.09).translate((0, 0, -0.9))])
@@ -295,23 +295,23 @@ def _baluster_profile(p: Params, height: float, radius: float) -> list[tuple[flo
     """A random turned profile of steps, V-grooves, chamfers and smooth bulbs and beads."""
     pts = [(0.0, 0.0), (radius * 0.8, 0.0)]
     z, r = 0.0, radius * 0.8
-    elements = p.integer("profile_elements", 9, 14)
+    elements = p.integer("profile_elements", 12, 18)
     for _ in range(elements):
-        kind = p.rng.choice(["step", "groove", "chamfer", "bulb", "bead"])
+        kind = p.rng.choice(["step", "groove", "chamfer", "bulb", "bead"],
+                            p=[0.3, 0.3, 0.2, 0.1, 0.1])
         dz = height / elements
         if kind == "step":
             r = float(p.rng.uniform(0.35, 0.95)) * radius
             pts += [(r, z), (r, z + dz)]
         elif kind == "groove":
-            pts += [(r, z + 0.2 * dz), (r * 0.85, z + 0.4 * dz), (r, z + 0.6 * dz), (r * 0.85, z + 0.8 * dz),
-                    (r, z + dz)]
+            pts += [(r * (0.85 if k % 2 else 1.0), z + 0.2 * (k + 1) * dz) for k in range(5)]
         elif kind == "chamfer":
             r2 = float(p.rng.uniform(0.35, 0.95)) * radius
             pts += [(r2, z + 0.5 * dz), (r2, z + dz)]
             r = r2
         else:
             amp = (0.25 if kind == "bulb" else 0.12) * radius
-            t = np.linspace(0, 1, 17)[1:-1]
+            t = np.linspace(0, 1, 9)[1:-1]
             pts += [(min(r + amp * math.sin(math.pi * ti), radius), z + ti * dz) for ti in t]
             pts.append((r, z + dz))
         z += dz
@@ -322,7 +322,7 @@ def _baluster_profile(p: Params, height: float, radius: float) -> list[tuple[flo
 def balustrade(p: Params) -> Manifold:
     """Balustrade: a row of identical turned balusters between moulded rails, with panelled end
     posts carrying chamfered caps and finials."""
-    n = p.integer("balusters", 5, 8)
+    n = p.integer("balusters", 6, 9)
     h = p.uniform("baluster_height", 5.0, 7.0)
     radius = p.uniform("baluster_radius", 0.45, 0.6)
     spacing = 2.6 * radius
@@ -338,45 +338,49 @@ def balustrade(p: Params) -> Manifold:
     post_w = 3.0 * radius
     post = chamfered_box(post_w, post_w, h + 0.6, 0.12)
     panel = chamfered_box(post_w * 0.6, 0.3, h * 0.7, 0.08)
-    post = subtract(post, [panel.rotate((0, 0, a)).translate(
-        (math.cos(math.radians(a + 90)) * post_w / 2, math.sin(math.radians(a + 90)) * post_w / 2, 0))
-        for a in (0, 90, 180, 270)])
+    post = subtract(post, [panel.translate((0, post_w / 2, 0)).rotate((0, 0, a))
+                           for a in (0, 90, 180, 270)])
     t0 = math.asin(0.25 / 0.6)
     finial = lathe([(0, 0), (0.5 * radius, 0), (0.5 * radius, 0.1 * radius)] +
                    [(0.6 * radius * math.sin(t), 0.9 * radius - 0.6 * radius * math.cos(t))
                     for t in np.linspace(t0, math.pi, 24)], 64)
-    cap = union([chamfered_box(post_w * 1.25, post_w * 1.25, 0.3, 0.1).translate((0, 0, h / 2 + 0.4)),
-                 finial.translate((0, 0, h / 2 + 0.5))])
-    posts = [union([post, cap]).translate((x, 0, h / 2)) for x in (-length / 2 - post_w / 2 + 0.3,
-                                                                    length / 2 + post_w / 2 - 0.3)]
-    return union([*[baluster.translate((x, 0, 0)) for x in xs], bottom, top, *posts])
+    cap = chamfered_box(post_w * 1.25, post_w * 1.25, 0.3, 0.1).translate((0, 0, h / 2 + 0.4))
+    post = union([post, cap, finial.translate((0, 0, h / 2 + 0.5))])
+    posts = [post.translate((side * (length / 2 + post_w / 2 - 0.3), 0, h / 2)) for side in (-1, 1)]
+    dentil = chamfered_box(0.18, 0.25, 0.22, 0.04)
+    dentils = [dentil.translate((x, side * 0.62 * radius * 1.5, h - 0.2))
+               for x in np.arange(-length / 2 + 0.3, length / 2 - 0.2, 0.36) for side in (-1, 1)]
+    return union([*[baluster.translate((x, 0, 0)) for x in xs], bottom, top, *posts, *dentils])
 
 
 @family
 def heat_sink(p: Params) -> Manifold:
     """Pin-fin heat sink: a grid of chamfered pins on a chamfered base, counterbored mounting holes
     and a recessed thermal pad underneath."""
-    nx, ny = p.integer("pins_x", 14, 22), p.integer("pins_y", 14, 22)
+    nx, ny = p.integer("pins_x", 24, 32), p.integer("pins_y", 24, 32)
     pin = p.uniform("pin_width", 0.22, 0.32)
     pitch = pin * p.uniform("pitch_ratio", 1.5, 1.9)
-    height = p.uniform("pin_height", 2.0, 4.0)
+    height = p.uniform("pin_height", 1.4, 2.4)
     shape = p.choice("pin_shape", ["square", "octagon"])
     w, d = nx * pitch + 1.2, ny * pitch + 1.2
     base = chamfered_box(w, d, 0.5, 0.1)
     if shape == "square":
         one = chamfered_box(pin, pin, height, 0.3 * pin)
     else:
-        one = csg.prism(csg.regular_polygon(8, pin / 2 / math.cos(math.pi / 8), math.pi / 8), height,
-                        scale_top=0.7).translate((0, 0, -height / 2))
-    pins = [one.translate(((i - (nx - 1) / 2) * pitch, (j - (ny - 1) / 2) * pitch, height / 2 + 0.1))
+        octagon = csg.regular_polygon(8, pin / 2 / math.cos(math.pi / 8), math.pi / 8)
+        one = csg.prism(octagon, height, scale_top=0.7).translate((0, 0, -height / 2))
+    pins = [one.translate(((i - (nx - 1) / 2) * pitch, (j - (ny - 1) / 2) * pitch,
+                           height / 2 + 0.1))
             for i in range(nx) for j in range(ny)]
     holes = []
     for sx in (-1, 1):
         for sy in (-1, 1):
             xy = (sx * (w / 2 - 0.35), sy * (d / 2 - 0.35))
-            holes += [cylinder(1.0, 0.12).translate((*xy, -0.5)), cylinder(0.5, 0.22).translate((*xy, 0.1))]
+            holes += [cylinder(1.0, 0.12).translate((*xy, -0.5)),
+                      cylinder(0.5, 0.22).translate((*xy, 0.1))]
     pad = chamfered_box(0.5 * w, 0.5 * d, 0.2, 0.05).translate((0, 0, -0.25))
-    label = [box(0.05, 0.4 * d, 0.1).translate((x, 0, -0.15)) for x in np.linspace(-0.2 * w, 0.2 * w, 7)]
+    label = [box(0.05, 0.4 * d, 0.1).translate((x, 0, -0.15))
+             for x in np.linspace(-0.2 * w, 0.2 * w, 7)]
     return subtract(union([base, *pins]), [*holes, pad, *label])
 
 
@@ -384,7 +388,7 @@ def heat_sink(p: Params) -> Manifold:
 def tower_block(p: Params) -> Manifold:
     """Stepped tower: stacked setback sections with cornice slabs, a grid of recessed two-pane
     windows with sills on every facade, a parapet and a rooftop tank."""
-    floors = p.integer("floors", 10, 18)
+    floors = p.integer("floors", 12, 20)
     fh = 1.0
     w0, d0 = p.uniform("width", 5.0, 8.0), p.uniform("depth", 4.0, 6.0)
     setbacks = p.integer("setbacks", 1, 3)
@@ -394,8 +398,8 @@ def tower_block(p: Params) -> Manifold:
     window = union([pane.translate((dx * 0.14 * win_pitch, 0, 0)) for dx in (-1, 1)])
     sill = chamfered_box(0.7 * win_pitch, 0.16, 0.08, 0.03)
     solids = []
-    w, d = w0, d0
-    for lo, hi in zip([0, *breaks], [*breaks, floors]):
+    for k, (lo, hi) in enumerate(zip([0, *breaks], [*breaks, floors])):
+        w, d = w0 * 0.8**k, d0 * 0.8**k
         block = box(w, d, (hi - lo) * fh + 0.1).translate((0, 0, (lo + hi) * fh / 2))
         cuts, sills = [], []
         for face, span, depth in ((0, w, d), (90, d, w), (180, w, d), (270, d, w)):
@@ -408,11 +412,11 @@ def tower_block(p: Params) -> Manifold:
         solids += [subtract(block, cuts), *sills]
         solids += [chamfered_box(w + 0.3, d + 0.3, 0.18, 0.06).translate((0, 0, f * fh))
                    for f in range(lo + 1, hi + 1)]
-        w, d = w * 0.8, d * 0.8
     top = floors * fh
-    parapet = subtract(box(w / 0.8 + 0.2, d / 0.8 + 0.2, 0.5), [box(w / 0.8 - 0.2, d / 0.8 - 0.2, 1.0)])
-    tank = union([parts.chamfered_disc(0.5, 0.8, 0.0, 0.1), cylinder(0.3, 0.5, 0.05).translate((0, 0, 0.79))])
-    legs = [chamfered_box(0.08, 0.08, 0.6, 0.02).translate((0.35 * sx, 0.35 * sy, -0.25))
+    parapet = subtract(box(w + 0.2, d + 0.2, 0.5), [box(w - 0.2, d - 0.2, 1.0)])
+    tank = union([parts.chamfered_disc(0.5, 0.8, 0.0, 0.1),
+                  cylinder(0.3, 0.5, 0.05).translate((0, 0, 0.79))])
+    legs = [chamfered_box(0.08, 0.08, 0.6, 0.02).translate((0.35 * sx, 0.35 * sy, -0.3))
             for sx in (-1, 1) for sy in (-1, 1)]
     solids += [parapet.translate((0, 0, top + 0.2)),
                union([tank, *legs]).translate((0.2 * w, 0.1 * d, top + 0.6)),
@@ -438,7 +442,7 @@ def pinecone(p: Params) -> Manifold:
     (phyllotaxis), on a chamfered stalk."""
     height = p.uniform("height", 5.0, 7.0)
     radius = p.uniform("radius", 1.6, 2.4)
-    scales = p.integer("scales", 420, 640)
+    scales = p.integer("scales", 560, 780)
     tilt = p.uniform("scale_tilt_deg", 20.0, 40.0)
     t = np.linspace(0, 1, 40)
     profile = np.c_[radius * np.sin(np.pi * t) ** 0.7 * (1 - 0.35 * t), height * t]
@@ -455,12 +459,9 @@ def pinecone(p: Params) -> Manifold:
         a = i * GOLDEN_ANGLE
         outward = np.array([dz * math.cos(a), dz * math.sin(a), -dr])
         along = np.array([dr * math.cos(a), dr * math.sin(a), dz])
-        rot = frame(outward, along)
-        lean = np.array([[1, 0, 0], [0, math.cos(math.radians(tilt)), -math.sin(math.radians(tilt))],
-                         [0, math.sin(math.radians(tilt)), math.cos(math.radians(tilt))]])
         size = max(0.35, r / radius)
-        pieces.append(place(scale.scale((size, size, size)), (r * math.cos(a), r * math.sin(a), z),
-                            rot @ lean))
+        leaning = scale.scale((size, size, size)).rotate((tilt, 0, 0))
+        pieces.append(place(leaning, (r * math.cos(a), r * math.sin(a), z), frame(outward, along)))
     stalk = parts.chamfered_disc(0.25 * radius, 0.8, 0.05, 0.0).translate((0, 0, -0.6))
     return union([*pieces, stalk])
 
@@ -481,14 +482,11 @@ def carved_stone(p: Params) -> Manifold:
         return 1.0 + amp * np.sin(u @ freq + phase).sum(axis=1) / 3
 
     def surface(u: np.ndarray) -> np.ndarray:
+        """The stone's surface point in each direction `u` (rows)."""
         u = u / np.linalg.norm(u, axis=-1, keepdims=True)
         return (u * axes) * radial(u)[:, None]
 
-    def warp(v: np.ndarray) -> np.ndarray:
-        u = v / np.linalg.norm(v, axis=1, keepdims=True)
-        return surface(u)
-
-    stone = Manifold.sphere(1.0, 96).warp_batch(warp)
+    stone = Manifold.sphere(1.0, 96).warp_batch(surface)
 
     def on_stone(part: Manifold, direction) -> Manifold:
         u = np.asarray(direction, dtype=float)[None]
@@ -526,9 +524,9 @@ def medallion(p: Params) -> Manifold:
     a bevelled star emblem and an engraved glyph ring; concentric grooves on the reverse."""
     rad = 10.0
     thick = p.uniform("thickness", 1.2, 1.8)
-    reeds = p.integer("reeds", 120, 200)
-    beads = p.integer("beads", 60, 90)
-    rays = p.integer("guilloche_rays", 72, 120)
+    reeds = p.integer("reeds", 160, 240)
+    beads = p.integer("beads", 80, 110)
+    rays = p.integer("guilloche_rays", 120, 180)
     points = p.integer("star_points", 5, 9)
     glyphs = p.integer("glyphs", 18, 28)
     t, rim = thick, 1.2
@@ -547,11 +545,13 @@ def medallion(p: Params) -> Manifold:
         picks = p.rng.choice(len(strokes), int(p.rng.integers(2, 4)), replace=False)
         offsets = p.rng.uniform(-0.2, 0.2, (len(picks), 2))
         glyph = union([strokes[k].translate((dx, dy, 0)) for k, (dx, dy) in zip(picks, offsets)])
-        cuts.append(glyph.rotate((0, 0, -90)).translate((glyph_r, 0, field)).rotate((0, 0, 360 * i / glyphs)))
+        cuts.append(glyph.rotate((0, 0, -90)).translate((glyph_r, 0, field))
+                    .rotate((0, 0, 360 * i / glyphs)))
     medal = subtract(body, cuts)
     star = csg.radial_polygon(lambda a: np.where(np.arange(len(a)) % 2 == 0, 3.0, 1.3), 2 * points)
     emblem = csg.prism(star, 0.6, scale_top=0.6).translate((0, 0, field - 0.1))
-    bead = Manifold.sphere(0.22, parts.SMALL_SEGMENTS).translate((rad - rim - 0.35, 0, field - 0.05))
+    bead = Manifold.sphere(0.22, parts.SMALL_SEGMENTS).translate(
+        (rad - rim - 0.35, 0, field - 0.05))  # centred below the field: no equator on the plane
     boss = parts.chamfered_disc(0.8, 0.9, 0.0, 0.2).translate((0, 0, field - 0.13))
     return union([medal, emblem, boss, *around(bead, beads)])
 
@@ -601,22 +601,23 @@ def pipe_manifold(p: Params) -> Manifold:
     flange = parts.chamfered_disc(rf, 0.35, 0.06, 0.06)
     head = parts.hex_nut(0.32, 0.2, chamfer_bottom=False)
     nut = parts.hex_nut(0.32, 0.25)
-    stud = parts.thread(0.09, 0.06, 0.45)
+    stud = parts.chamfered_disc(0.09, 0.45, 0.03, 0.03, parts.SMALL_SEGMENTS)
     bolt_r = (rf + r) / 2 + 0.05
     joint = union([flange, flange.translate((0, 0, 0.37)),
                    *around(union([head.translate((0, 0, 0.7)), nut.translate((0, 0, -0.24)),
                                   stud.translate((0, 0, -0.4))]).translate((bolt_r, 0, 0)), bolts)])
-    wheel = union([lathe([(0.9 * r + 0.12 * r * math.cos(a), 0.12 * r * math.sin(a))
-                          for a in np.linspace(0, 2 * math.pi, 40, endpoint=False)]),
-                   *around(cylinder(0.9 * r, 0.05 * r, segments=parts.SMALL_SEGMENTS).rotate((0, 90, 0)), 5),
-                   parts.chamfered_disc(0.2 * r, 0.3 * r, 0.05 * r, 0.05 * r).translate((0, 0, -0.15 * r))])
+    rim = lathe([(0.9 * r + 0.12 * r * math.cos(a), 0.12 * r * math.sin(a))
+                 for a in np.linspace(0, 2 * math.pi, 40, endpoint=False)])
+    spoke = cylinder(0.9 * r, 0.05 * r, segments=parts.SMALL_SEGMENTS).rotate((0, 90, 0))
+    hub = parts.chamfered_disc(0.2 * r, 0.3 * r, 0.05 * r, 0.05 * r).translate((0, 0, -0.15 * r))
+    wheel = union([rim, *around(spoke, 5), hub])
     header = cylinder(length, r).rotate((0, 90, 0)).translate((-length / 2, 0, 0))
     solids = [header]
     for side in (-1, 1):
         solids.append(joint.rotate((0, 90 * side, 0)).translate((side * (length / 2 - 0.2), 0, 0)))
     for i in range(branches):
         x = (i - (branches - 1) / 2) * spacing
-        height = 3.0 * r + 0.5 * i % 2
+        height = 3.0 * r + 0.5 * (i % 2)
         pipe = cylinder(height + 0.4, 0.7 * r).translate((x, 0, 0))
         valve = chamfered_box(1.5 * r, 1.5 * r, 1.2 * r, 0.15 * r).translate((x, 0, 0.55 * height))
         stem = cylinder(1.2 * r, 0.1 * r).translate((x, 0, 0.55 * height))

@@ -35,9 +35,12 @@ def hex_nut(across_flats: float, h: float, chamfer_bottom: bool = True) -> Manif
     body = csg.prism(csg.regular_polygon(6, r_corner, math.pi / 6), h)
     r0, rx, d = 0.95 * across_flats / 2, 1.05 * r_corner, 0.1 * h
     rise = (rx - r0) * TAN30
-    bottom = [(0.0, -d), (r0 - d / TAN30, -d), (rx, rise)] if chamfer_bottom else [(0.0, -d), (rx, -d)]
+    bottom = [(0.0, -d), (r0 - d / TAN30, -d), (rx, rise)]
+    if not chamfer_bottom:
+        bottom = [(0.0, -d), (rx, -d)]
     top = [(rx, h - rise), (r0 - d / TAN30, h + d), (0.0, h + d)]
-    return body ^ csg.lathe(bottom + top)
+    # Half a facet off, so no vertex of the chamfer cone lies on a corner edge of the hexagon.
+    return body ^ csg.lathe(bottom + top).rotate((0, 0, 180 / csg.SEGMENTS))
 
 
 def rivet(r: float, h: float, embed: float) -> Manifold:
