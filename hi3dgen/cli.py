@@ -4,6 +4,7 @@ time; heavy imports happen inside the handlers)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import sys
 
@@ -16,6 +17,31 @@ COMMAND_MODULES = (
     "hi3dgen.data.cli",
     "flows.cli",
 )
+
+
+def add_config_args(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) -> None:
+    """One `--flag` per field of a config dataclass: bools as --x/--no-x, tuples as lists."""
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        if isinstance(default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
+        elif isinstance(default, tuple):
+            parser.add_argument(flag, type=type(default[0]), nargs="+", default=default)
+        else:
+            parser.add_argument(flag, type=str if default is None else type(default), default=default)
+
+
+def config_from_args(args: argparse.Namespace, cls, **extra):
+    """The config dataclass back from the flags `add_config_args` made."""
+    values = {}
+    for f in dataclasses.fields(cls):
+        if hasattr(args, f.name):
+            value = getattr(args, f.name)
+            values[f.name] = tuple(value) if isinstance(value, list) else value
+    return cls(**{**values, **extra})
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,6 +14,8 @@ import tempfile
 from pathlib import Path
 
 TMP_MARK = ".tmp-"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -30,6 +32,7 @@ def atomic_path(path: str | os.PathLike):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + TMP_MARK, dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; others (training users) must read it
     os.close(fd)
     tmp = Path(tmp)
     try:
@@ -61,6 +64,7 @@ def atomic_dir(path: str | os.PathLike):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=path.name + TMP_MARK, dir=path.parent))
+    os.chmod(tmp, 0o777 & ~_UMASK)
     try:
         yield tmp
         if path.exists():

@@ -128,6 +128,15 @@ def fan_out(
         yield out
 
 
+# Rejections that may not happen again (a loaded machine, a lost worker, the network): a rerun
+# tries these items again instead of trusting the journal.
+TRANSIENT_REASONS = ("error", "timeout", "crashed", "download_failed")
+
+
+def _transient(row: dict) -> bool:
+    return row["status"] == "rejected" and row.get("reason", "").split(":")[0] in TRANSIENT_REASONS
+
+
 def run_stage(
     name: str,
     out_dir: str | os.PathLike,
@@ -141,7 +150,8 @@ def run_stage(
 ) -> list[dict]:
     """Run `work(item) -> manifest row` for each item (a JSON-able dict with at least `asset_id`,
     `source`, `input_path`), resuming from the journal, and write `out_dir/manifest.jsonl`.
-    An item is redone when `config` or the item itself changed (put its input's hash in it).
+    An item is redone when `config` or the item itself changed (put its input's hash in it), or
+    when its last rejection was transient (TRANSIENT_REASONS).
 
     `work` writes its outputs atomically before it returns its row. Entries of `output_dirs`
     (sub-folders of `out_dir`, one entry per asset named `<asset_id>` or `<asset_id>.*`) that no
@@ -159,7 +169,11 @@ def run_stage(
     journal = mf.Journal(out_dir, mf.fingerprint(config))
     done = journal.done()
     item_fps = {it["asset_id"]: mf.fingerprint(it) for it in items}
-    rows = {k: done[k][1] for k in ids if k in done and done[k][0] == item_fps[k]}
+    rows = {
+        k: done[k][1]
+        for k in ids
+        if k in done and done[k][0] == item_fps[k] and not _transient(done[k][1])
+    }
     todo = [it for it in items if it["asset_id"] not in rows]
     if rows:
         print(f"[{name}] resuming: {len(rows)} done, {len(todo)} to go", file=sys.stderr)

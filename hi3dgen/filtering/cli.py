@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-
 
 def register(sub) -> None:
+    from hi3dgen.cli import add_config_args
     from hi3dgen.filtering.filter import FilterConfig
     from hi3dgen.parallel import add_executor_args
 
@@ -14,20 +12,15 @@ def register(sub) -> None:
     p.add_argument("--in", dest="inputs", action="append", required=True,
                    help="a stage output folder with manifest.jsonl (repeatable)")
     p.add_argument("--out", required=True)
-    for f in dataclasses.fields(FilterConfig):
-        flag = "--" + f.name.replace("_", "-")
-        if f.type == "bool":
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
-        else:
-            p.add_argument(flag, type=type(f.default), default=f.default)
+    add_config_args(p, FilterConfig)
     add_executor_args(p)
     p.set_defaults(func=_run)
 
 
 def _run(args) -> int:
+    from hi3dgen.cli import config_from_args
     from hi3dgen.filtering.filter import FilterConfig, filter_assets
     from hi3dgen.parallel import executor_from_args
 
-    cfg = FilterConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(FilterConfig)})
-    filter_assets(args.inputs, args.out, cfg, executor_from_args(args))
+    filter_assets(args.inputs, args.out, config_from_args(args, FilterConfig), executor_from_args(args))
     return 0
