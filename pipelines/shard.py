@@ -1,11 +1,14 @@
 """DVC stage `shard`: WebDataset view and shape shards, split train/val by asset."""
 
+from hi3dgen.data import manifest
 from hi3dgen.data.shards import ShardConfig, write_shards
-from pipelines.common import OUT, config, executor
+from pipelines.common import OUT, config, executor, log_rows, stage
 
 
 def main() -> None:
-    write_shards(OUT / "render", OUT / "shards", config(ShardConfig, "shard"), executor())
+    with stage("shard"):
+        write_shards(OUT / "render", OUT / "shards", config(ShardConfig, "shard"), executor())
+        log_rows(manifest.read_manifest(OUT / "shards"))
 
 
 if __name__ == "__main__":
