@@ -61,7 +61,7 @@ def gear_train(p: Params) -> Manifold:
     helix = p.choice("helix_deg", [0.0, 15.0, 25.0])
     big = [p.integer(f"teeth_big_{i}", 30, 48) for i in range(shafts)]
     lightening = p.integer("lightening_holes", 4, 7)
-    small = [p.integer(f"teeth_small_{i}", 12, 18) for i in range(shafts)]
+    small = {i: p.integer(f"teeth_small_{i}", 12, 18) for i in range(1, shafts)}
     level = width * 1.37
     centers, heading = [np.zeros(2)], 0.0
     for i in range(1, shafts):
