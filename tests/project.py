@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = {
     "executor": {"kind": "ray", "workers": 2},
     "synthesize": {"count": 4},
-    "render": {"views": 3, "resolution": 48},
+    "render": {"views": 4, "resolution": 48},
 }
 
 

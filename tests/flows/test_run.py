@@ -63,11 +63,11 @@ def test_run_lineage_rerun_and_lock(tmp_path):
 
 
 def test_killed_render_resumes_to_identical_shards(tmp_path):
-    reference = project.make(tmp_path / "a", {"render": {"views": 3, "resolution": 48}})
+    reference = project.make(tmp_path / "a", {"render": {"views": 4, "resolution": 48}})
     project.run(reference, "dvc", "repro", "shard")
     expected = _shard_digests(reference)
 
-    root = project.make(tmp_path / "b", {"render": {"views": 3, "resolution": 48}})
+    root = project.make(tmp_path / "b", {"render": {"views": 4, "resolution": 48}})
     project.run(root, "dvc", "repro", "filter")
     proc = subprocess.Popen(["dvc", "repro", "--single-item", "render"], cwd=root, env=project.env(root),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
