@@ -77,9 +77,11 @@ def agreement(a: View, b: View) -> dict:
     """How closely two renders of the same view agree: mean angle between normals over pixels both
     cover, the share of pixels whose masks agree, and the largest depth difference."""
     both = a.mask & b.mask
-    cos = np.clip((a.normal[both].astype(np.float64) * b.normal[both]).sum(-1), -1.0, 1.0)
+    na, nb = a.normal[both].astype(np.float64), b.normal[both].astype(np.float64)
+    # atan2 of |a x b| and a . b: accurate at small angles and blind to rounded lengths
+    angle = np.arctan2(np.linalg.norm(np.cross(na, nb), axis=-1), (na * nb).sum(-1))
     return {
-        "mean_angle_deg": float(np.degrees(np.arccos(cos)).mean()) if both.any() else float("nan"),
+        "mean_angle_deg": float(np.degrees(angle).mean()) if both.any() else float("nan"),
         "mask_agreement": float((a.mask == b.mask).mean()),
         "max_depth_error": float(np.abs(a.depth[both] - b.depth[both]).max()) if both.any() else 0.0,
     }
