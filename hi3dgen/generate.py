@@ -49,18 +49,22 @@ def square_crop(normal: np.ndarray, fg: np.ndarray, margin: float) -> np.ndarray
 class Generator:
     """The three models loaded once, for many images."""
 
-    def __init__(self, nirne_ckpt, vae_ckpt, norld_ckpt, cfg: GenerateConfig | None = None):
+    def __init__(self, nirne, vae, norld, cfg: GenerateConfig):
+        """Models in eval mode, on one device (`load` reads them from checkpoints)."""
+        if (norld.cfg.num_latents, norld.cfg.latent_dim) != (vae.cfg.num_latents, vae.cfg.latent_dim):
+            raise ValueError("the NoRLD model was trained for another VAE's latent shape")
+        self.nirne, self.vae, self.norld, self.cfg = nirne, vae, norld, cfg
+        self.device = next(norld.parameters()).device
+
+    @classmethod
+    def load(cls, nirne_ckpt, vae_ckpt, norld_ckpt, cfg: GenerateConfig | None = None) -> "Generator":
         from hi3dgen.models import norld, shape_vae
         from hi3dgen.training.predict import load_nirne
 
-        self.cfg = cfg or GenerateConfig()
-        dev = self.cfg.device
-        self.device = torch.device("cuda" if dev == "auto" and torch.cuda.is_available() else ("cpu" if dev == "auto" else dev))
-        self.nirne = load_nirne(nirne_ckpt, self.device)
-        self.vae = shape_vae.load(vae_ckpt, self.device)
-        self.norld = norld.load(norld_ckpt, self.device)
-        if (self.norld.cfg.num_latents, self.norld.cfg.latent_dim) != (self.vae.cfg.num_latents, self.vae.cfg.latent_dim):
-            raise ValueError(f"NoRLD {norld_ckpt} was trained for another VAE's latent shape than {vae_ckpt}")
+        cfg = cfg or GenerateConfig()
+        dev = cfg.device
+        device = torch.device("cuda" if dev == "auto" and torch.cuda.is_available() else ("cpu" if dev == "auto" else dev))
+        return cls(load_nirne(nirne_ckpt, device), shape_vae.load(vae_ckpt, device), norld.load(norld_ckpt, device), cfg)
 
     def normal_map(self, rgb: np.ndarray) -> np.ndarray:
         from hi3dgen.training.predict import predict_image
@@ -95,7 +99,7 @@ def generate(image, nirne_ckpt, vae_ckpt, norld_ckpt, steps: int = 25, guidance:
     """One image (a path, or an (H, W, 3|4) array in [0, 1]) -> a trimesh in the unit cube."""
     from hi3dgen.training.predict import read_image
 
-    gen = Generator(nirne_ckpt, vae_ckpt, norld_ckpt, GenerateConfig(steps=steps, guidance=guidance, **options))
+    gen = Generator.load(nirne_ckpt, vae_ckpt, norld_ckpt, GenerateConfig(steps=steps, guidance=guidance, **options))
     if isinstance(image, (str, os.PathLike)):
         rgb, fg = read_image(image)
     else:

@@ -41,6 +41,7 @@ class NoRLDConfig:
 
 PRESETS = {
     "tiny": NoRLDConfig(width=64, depth=2, heads=4, image_size=32, patch=8, image_layers=1),
+    "small": NoRLDConfig(width=256, depth=6, heads=8, image_size=128, patch=16, image_layers=2),
     "base": NoRLDConfig(),
 }
 

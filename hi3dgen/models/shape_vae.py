@@ -44,6 +44,8 @@ class ShapeVAEConfig:
 PRESETS = {
     "tiny": ShapeVAEConfig(num_latents=32, latent_dim=8, width=64, heads=4, enc_layers=1, dec_layers=2,
                            num_freqs=6, num_points=512),
+    "small": ShapeVAEConfig(num_latents=64, latent_dim=8, width=192, heads=6, enc_layers=1, dec_layers=4,
+                            num_points=2048),
     "base": ShapeVAEConfig(),
 }
 

@@ -28,7 +28,7 @@ TRAINER_FLAGS = {
 def _trainer_args(p) -> None:
     p.add_argument("--data", required=True, help="a shape shard dir, or `toy` for analytic shapes")
     p.add_argument("--out", required=True, help="the run dir (checkpoints/last.pt, model.pt)")
-    p.add_argument("--preset", default="base", choices=("tiny", "base"))
+    p.add_argument("--preset", default="base", choices=("tiny", "small", "base"))
     for flag, (_, _, kind, text) in TRAINER_FLAGS.items():
         p.add_argument(f"--{flag}", type=kind, help=text)
     p.add_argument("--lr", type=float)
@@ -159,7 +159,7 @@ def _generate(args) -> int:
     coarse = (args.grid - 1) // 4 + 1 if (args.grid - 1) % 4 == 0 and args.grid > 33 else 0
     cfg = GenerateConfig(steps=args.steps, guidance=args.guidance, seed=args.seed, device=args.device,
                          extract=ExtractConfig(resolution=args.grid, coarse=coarse))
-    gen = Generator(args.nirne, args.vae, args.norld, cfg)
+    gen = Generator.load(args.nirne, args.vae, args.norld, cfg)
     failed = 0
     for path, error in generate_files(gen, args.images, args.out):
         if error:

@@ -76,7 +76,8 @@ class NoRLDRunConfig:
 
 
 def preset_config(name: str, vae: str, **fields) -> NoRLDRunConfig:
-    """`tiny`: minutes on a CPU; `base`: a GPU run. The VAE fixes the latent shape."""
+    """`tiny`: minutes on a CPU; `small`: minutes on a GPU; `base`: a GPU run. The VAE fixes the
+    latent shape."""
     cfg = NoRLDRunConfig(vae=vae, preset=name, model=model_preset(name), **fields)
     if name == "tiny":
         cfg.data = dataclasses.replace(cfg.data, batch_size=8, val_shapes=4, toy_train=24, toy_size=32)
@@ -85,6 +86,13 @@ def preset_config(name: str, vae: str, **fields) -> NoRLDRunConfig:
         cfg.eval_extract = ExtractConfig(resolution=32)
         cfg.trainer = dataclasses.replace(cfg.trainer, steps=300, ema_decay=0.99, log_every=10, ckpt_every=100,
                                           optim=dataclasses.replace(cfg.trainer.optim, lr=1e-3, warmup_steps=20))
+    elif name == "small":
+        cfg.data = dataclasses.replace(cfg.data, batch_size=32, workers=4, val_shapes=8)
+        cfg.reg = dataclasses.replace(cfg.reg, share=0.5, t_max=0.5, max_samples=4, views=4, render_size=96,
+                                      extract=ExtractConfig(resolution=49, coarse=13))
+        cfg.eval_extract = ExtractConfig(resolution=65, coarse=17)
+        cfg.trainer = dataclasses.replace(cfg.trainer, steps=1500, log_every=50, ckpt_every=500,
+                                          optim=dataclasses.replace(cfg.trainer.optim, lr=3e-4, warmup_steps=50))
     else:
         cfg.data = dataclasses.replace(cfg.data, batch_size=32, workers=8)
         cfg.reg = dataclasses.replace(cfg.reg, share=0.5, t_max=0.5, max_samples=4, views=4, render_size=128,

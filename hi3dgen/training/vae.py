@@ -251,13 +251,19 @@ class VAERunConfig:
 
 
 def preset_config(name: str, **fields) -> VAERunConfig:
-    """`tiny`: minutes on a CPU (toy-sized model, 32^3 extraction); `base`: a GPU run."""
+    """`tiny`: minutes on a CPU (toy-sized model, 32^3 extraction); `small`: minutes on a GPU;
+    `base`: a GPU run."""
     cfg = VAERunConfig(preset=name, model=model_preset(name), **fields)
     if name == "tiny":
         cfg.data = dataclasses.replace(cfg.data, batch_size=8, sdf_points=1024, val_shapes=4, toy_train=24, toy_size=32)
         cfg.extract = ExtractConfig(resolution=32)
         cfg.trainer = dataclasses.replace(cfg.trainer, steps=300, ema_decay=0.99, log_every=10, ckpt_every=100,
                                           optim=dataclasses.replace(cfg.trainer.optim, lr=1e-3, warmup_steps=20))
+    elif name == "small":
+        cfg.data = dataclasses.replace(cfg.data, batch_size=32, sdf_points=4096, workers=4)
+        cfg.extract = ExtractConfig(resolution=65, coarse=17)
+        cfg.trainer = dataclasses.replace(cfg.trainer, steps=2000, log_every=50, ckpt_every=500,
+                                          optim=dataclasses.replace(cfg.trainer.optim, lr=5e-4, warmup_steps=50))
     else:
         cfg.data = dataclasses.replace(cfg.data, batch_size=32, sdf_points=8192, workers=8)
         cfg.extract = ExtractConfig(resolution=129, coarse=33)
