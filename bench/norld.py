@@ -28,7 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hi3dgen.models import shape_vae  # noqa: E402
-from hi3dgen.training.norld import NoRLDTrainer, build_model, evaluate_generation  # noqa: E402
+from hi3dgen.training.norld import NoRLDTrainer, build_model  # noqa: E402
 from hi3dgen.training.norld import preset_config as norld_preset  # noqa: E402
 from hi3dgen.training.tracking import TrackingConfig  # noqa: E402
 from hi3dgen.training.vae import build_data, train_vae, val_samples  # noqa: E402
@@ -43,6 +43,7 @@ def sync(device: torch.device) -> None:
 def norld_config(args, weight: float | None = None):
     cfg = norld_preset(args.preset, args.vae, tracking=TrackingConfig(enabled=False))
     cfg.data.shards = args.data
+    cfg.data.workers = cfg.data.workers if args.workers is None else args.workers
     cfg.trainer = dataclasses.replace(cfg.trainer, compile=False, device=args.device, ckpt_every=10**9)
     if weight is not None:
         cfg.reg.weight = weight
@@ -126,6 +127,7 @@ def generation_latency(args, repeats: int = 5) -> dict:
 def cmd_vae(args) -> dict:
     cfg = vae_preset(args.preset, tracking=TrackingConfig(enabled=False))
     cfg.data.shards = args.data
+    cfg.data.workers = cfg.data.workers if args.workers is None else args.workers
     cfg.trainer = dataclasses.replace(cfg.trainer, compile=False, device=args.device,
                                       steps=args.steps or cfg.trainer.steps)
     start = time.perf_counter()
@@ -159,14 +161,12 @@ def cmd_ablation(args) -> dict:
         cfg.trainer = dataclasses.replace(cfg.trainer, steps=args.steps or cfg.trainer.steps)
         start = time.perf_counter()
         t = make_trainer(cfg, Path(args.out) / name)
-        t.train()
+        metrics = t.train()  # ends with the validation: generation from val normal maps, EMA weights
         seconds = time.perf_counter() - start
-        with t._eval_mode():
-            metrics = evaluate_generation(t.model, t.vae, t._val_samples(), cfg.sample, cfg.eval_extract,
-                                          cfg.metrics, t.device)
         last = t.history[-1]
         results[name] = {"weight": weight, "steps": cfg.trainer.steps, "train_seconds": seconds,
-                         "final_flow_loss": last["train/flow_loss"], "val_shapes": len(t._val_samples()), **metrics}
+                         "final_flow_loss": last["train/flow_loss"], "val_shapes": len(t._val_samples()),
+                         **{k.removeprefix("val/"): v for k, v in metrics.items()}}
     return results
 
 
@@ -179,6 +179,7 @@ def main() -> None:
     p.add_argument("--preset", default="small")
     p.add_argument("--device", default="auto")
     p.add_argument("--steps", type=int)
+    p.add_argument("--workers", type=int, help="DataLoader workers (default: the preset's; one shard feeds one)")
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--weight", type=float, default=1.0, help="ablation: λ of the regularized run")
     p.add_argument("--sample-steps", type=int, default=25)
