@@ -8,7 +8,6 @@ own `register(subparsers)` with `add_train_command(subparsers, "vae", help=...)`
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 
 GROUP_HELP = {"train": "train a model (resumes from OUT/checkpoints/last.pt)", "eval": "evaluate a model"}
@@ -31,30 +30,58 @@ def add_eval_command(subparsers, name: str, help: str) -> argparse.ArgumentParse
     return add_nested_command(subparsers, "eval", name, help)
 
 
+# Trainer and data fields a flag may override: flag name -> (config section, field, type, help).
+TRAINER_FLAGS = {
+    "steps": ("trainer", "steps", int, None),
+    "batch-size": ("data", "batch_size", int, None),
+    "workers": ("data", "workers", int, "DataLoader worker processes"),
+    "device": ("trainer", "device", str, "auto | cpu | cuda"),
+    "precision": ("trainer", "precision", str, "auto | bf16 | fp32"),
+    "seed": ("trainer", "seed", int, None),
+    **{f"{w}-every": ("trainer", f"{w}_every", int, "steps between them") for w in ("log", "val", "vis", "ckpt")},
+}
+
+
+def add_trainer_args(p: argparse.ArgumentParser, data_help: str) -> None:
+    """The flags every `train MODEL` command shares (its `--preset` is its own)."""
+    p.add_argument("--data", required=True, help=data_help)
+    p.add_argument("--out", required=True, help="the run dir (checkpoints/last.pt, model.pt)")
+    for flag, (_, _, kind, text) in TRAINER_FLAGS.items():
+        p.add_argument(f"--{flag}", type=kind, help=text)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--no-compile", action="store_true", help="skip torch.compile on CUDA")
+    p.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
+    p.add_argument("--experiment", help="MLflow experiment (default hi3dgen)")
+
+
+def apply_trainer_args(cfg, args, run_name: str) -> None:
+    """Flags given on the command line over the preset's values (a run config with `data`,
+    `trainer` and `tracking` sections)."""
+    cfg.data.shards = args.data
+    for flag, (section, field, _, _) in TRAINER_FLAGS.items():
+        value = getattr(args, flag.replace("-", "_"))
+        if value is not None:
+            setattr(getattr(cfg, section), field, value)
+    if args.no_compile:
+        cfg.trainer.compile = False
+    if args.lr:
+        cfg.trainer.optim.lr = args.lr
+    cfg.tracking.enabled = not args.no_tracking
+    cfg.tracking.run_name = run_name
+    cfg.tracking.experiment = args.experiment or cfg.tracking.experiment
+
+
 def register(subparsers) -> None:
     p = add_train_command(subparsers, "nirne", help="train NiRNE (stage 1 on real, stage 2 on synthetic)")
+    add_trainer_args(p, "a view shard dir, or `toy` for procedural views")
     p.add_argument("--stage", type=int, choices=(1, 2), default=1)
-    p.add_argument("--data", required=True, help="a view shard dir, or `toy` for procedural views")
-    p.add_argument("--out", required=True, help="the run dir (checkpoints/last.pt, model.pt)")
     p.add_argument("--init", help="stage 2: the stage-1 checkpoint (RUN1/checkpoints/last.pt)")
     p.add_argument("--preset", default="base",
                    help="tiny | small | base | no_noise | single_stream | no_stage2, or a '+' list (tiny+no_noise)")
     p.add_argument("--domain", choices=("real", "synthetic", "any"), help="default: real (stage 1), synthetic (stage 2)")
     p.add_argument("--val-domain", choices=("real", "synthetic", "any"))
     p.add_argument("--loss", choices=("l2", "angular"))
-    p.add_argument("--steps", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
     p.add_argument("--resolution", type=int, help="training crop size")
-    p.add_argument("--workers", type=int, help="DataLoader worker processes")
-    p.add_argument("--device", help="auto | cpu | cuda")
-    p.add_argument("--precision", choices=("auto", "bf16", "fp32"))
-    p.add_argument("--no-compile", action="store_true", help="skip torch.compile on CUDA")
-    p.add_argument("--seed", type=int)
-    for what in ("log", "val", "vis", "ckpt"):
-        p.add_argument(f"--{what}-every", type=int, metavar="STEPS")
-    p.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
-    p.add_argument("--experiment", help="MLflow experiment (default hi3dgen)")
     p.set_defaults(func=_train_nirne)
 
     p = add_eval_command(subparsers, "nirne", help="NE / SNE of a NiRNE checkpoint on view shards")
@@ -100,21 +127,10 @@ def nirne_config_from_args(args):
     if args.loss:
         top["loss"] = args.loss
     cfg = preset_config(args.preset, **top)
-    data = {"shards": args.data, "domain": args.domain, "val_domain": args.val_domain,
-            "batch_size": args.batch_size, "workers": args.workers}
-    cfg.data = dataclasses.replace(cfg.data, **{k: v for k, v in data.items() if v is not None})
+    apply_trainer_args(cfg, args, f"nirne_stage{args.stage}")
+    cfg.data.domain, cfg.data.val_domain = args.domain, args.val_domain
     if args.resolution:
-        cfg.data.augment = dataclasses.replace(cfg.data.augment, resolution=args.resolution)
-    trainer = {"steps": args.steps, "device": args.device, "precision": args.precision, "seed": args.seed,
-               **{f"{w}_every": getattr(args, f"{w}_every") for w in ("log", "val", "vis", "ckpt")}}
-    if args.no_compile:
-        trainer["compile"] = False
-    cfg.trainer = dataclasses.replace(cfg.trainer, **{k: v for k, v in trainer.items() if v is not None})
-    if args.lr:
-        cfg.trainer.optim = dataclasses.replace(cfg.trainer.optim, lr=args.lr)
-    cfg.tracking = dataclasses.replace(cfg.tracking, enabled=not args.no_tracking, run_name=f"nirne_stage{args.stage}")
-    if args.experiment:
-        cfg.tracking.experiment = args.experiment
+        cfg.data.augment.resolution = args.resolution
     cfg.__post_init__()
     return cfg
 

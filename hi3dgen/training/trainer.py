@@ -90,6 +90,7 @@ class Trainer:
 
     def __init__(self, cfg: TrainerConfig, model: nn.Module, data, out_dir: str | os.PathLike,
                  run_config: dict, tracking: TrackingConfig | None = None):
+        cfg.__post_init__()  # command-line flags may have set fields after construction
         self.cfg = cfg
         self.env = init_distributed(cfg.device)
         self.device = resolve_device(cfg.device, self.env)
