@@ -283,6 +283,7 @@ def build_data(cfg: NiRNERunConfig, pin_memory: bool = False) -> ViewBatches:
 def train_nirne(cfg: NiRNERunConfig, out_dir: str, stop_at: int | None = None) -> dict[str, float]:
     """The per-worker training function (plain process, torchrun or Ray Train worker)."""
     init_distributed(cfg.trainer.device)
+    torch.manual_seed(cfg.trainer.seed)  # the same initial weights for the same seed
     model = build_model(cfg)
     data = build_data(cfg, pin_memory=torch.cuda.is_available() and cfg.trainer.device != "cpu")
     trainer = NiRNETrainer(cfg, model, data, out_dir)

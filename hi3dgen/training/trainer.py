@@ -109,10 +109,10 @@ class Trainer:
             raise ValueError("nothing to train: every parameter is frozen")
         self.optimizer = build_optimizer(self.params, cfg.optim)
         self.scheduler = build_scheduler(self.optimizer, cfg.optim, cfg.steps)
-        self.ema = EMA(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
         wrapped = self.model
-        if self.env.world_size > 1:
+        if self.env.world_size > 1:  # DDP broadcasts rank 0's weights: the EMA starts from those
             wrapped = nn.parallel.DistributedDataParallel(wrapped, device_ids=[self.device.index] if cuda else None)
+        self.ema = EMA(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
         self.train_model = torch.compile(wrapped) if (cfg.compile and cuda) else wrapped
         self.tracker = Tracker(tracking or TrackingConfig(enabled=False), active=self.env.is_main)
         self.step = 0
