@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 
 def register(sub) -> None:
     from hi3dgen.parallel import add_executor_args
@@ -37,6 +39,10 @@ def _run(args) -> int:
     cfg = RenderConfig(backend=args.backend, views=args.views, resolution=args.resolution,
                        fov_deg=args.fov, elevation_deg=tuple(args.elevation), seed=args.seed,
                        rgb=args.rgb, samples=args.samples)
-    render_assets(args.in_dir, args.out, cfg,
-                  executor_from_args(args, gpus_per_task=args.gpus_per_task))
+    try:
+        render_assets(args.in_dir, args.out, cfg,
+                      executor_from_args(args, gpus_per_task=args.gpus_per_task))
+    except RuntimeError as exc:  # the backend cannot run on this machine
+        print(f"hi3dgen render: error: {exc}", file=sys.stderr)
+        return 2
     return 0

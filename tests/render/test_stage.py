@@ -17,7 +17,7 @@ MEMBERS = ("camera.json", "depth.npy", "mask.png", "meta.json", "normal.png", "r
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
-    """A filter-like stage output: two accepted GLBs and one rejected row."""
+    """A filter-like stage output: two good GLBs, an unreadable one, and one rejected row."""
     d = tmp_path_factory.mktemp("in")
     meshes = {"box": trimesh.creation.box((1.0, 0.6, 0.4)),
               "ring": trimesh.creation.torus(0.35, 0.12, major_sections=24, minor_sections=12)}
@@ -26,6 +26,9 @@ def inputs(tmp_path_factory):
         save_glb(normalize(mesh), d / "assets" / f"{name}.glb")
         rows.append({"asset_id": name, "source": "test", "domain": "synthetic",
                      "status": "accepted", "path": f"assets/{name}.glb"})
+    (d / "assets" / "broken.glb").write_bytes(b"glTF but not really")
+    rows.append({"asset_id": "broken", "source": "test", "status": "accepted",
+                 "path": "assets/broken.glb"})
     rows.append({"asset_id": "bad", "source": "test", "status": "rejected",
                  "reason": "thin: thickness 0.0001", "input_path": "/elsewhere/bad.glb"})
     write_manifest(d, rows)
@@ -44,6 +47,8 @@ def test_render_assets_writes_view_samples_and_rows(inputs, tmp_path):
     bad = rows["bad"]
     assert bad["status"] == "rejected" and bad["reason"] == "thin: thickness 0.0001"
     assert bad["input_path"] == "/elsewhere/bad.glb" and not (tmp_path / "views" / "bad").exists()
+    broken = rows["broken"]  # one bad asset is a row, not a failed stage
+    assert broken["status"] == "rejected" and broken["reason"].startswith("error: ")
     box = rows["box"]
     assert box["status"] == "accepted" and box["dir"] == "views/box" and box["views"] == 3
     assert box["input_path"] == str(inputs / "assets" / "box.glb")
@@ -88,10 +93,22 @@ def test_deterministic_resumable_and_rerendered_on_change(inputs, tmp_path):
     assert camera["width"] == 16
 
 
+def test_cli_names_a_backend_that_cannot_run_here(inputs, tmp_path, capsys):
+    pytest.importorskip("torch")
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert cli(["render", "--in", str(inputs), "--out", str(tmp_path), "--backend", "nvdiffrast",
+                "--executor", "inline"]) == 2
+    assert "backend 'nvdiffrast' requires CUDA" in capsys.readouterr().err
+    assert not (tmp_path / "manifest.jsonl").exists()
+
+
 def test_cli_over_ray(inputs, tmp_path, ray_local):
     out = tmp_path / "out"
     assert cli(["render", "--in", str(inputs), "--out", str(out), "--views", "2",
                 "--resolution", "16", "--no-rgb"]) == 0
     rows = {r["asset_id"]: r["status"] for r in read_manifest(out)}
-    assert rows == {"bad": "rejected", "box": "accepted", "ring": "accepted"}
+    assert rows == {"bad": "rejected", "box": "accepted", "broken": "rejected", "ring": "accepted"}
     assert sorted(p.name for p in (out / "views").iterdir()) == ["box", "ring"]
