@@ -14,8 +14,10 @@ class EmbreeBackend:
     name = "embree"
 
     def __init__(self):
-        from embreex import rtcore_scene  # noqa: F401  (fail here, naming the backend)
-
+        try:
+            import embreex  # noqa: F401
+        except ImportError as exc:
+            raise RuntimeError(f"render backend 'embree' needs the embreex package: {exc}") from exc
         self.version = version(self.name)
 
     def render(self, mesh: trimesh.Trimesh, cameras: list[Camera], seed: int = 0,
