@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import os
 import time
 from pathlib import Path
@@ -194,8 +195,6 @@ class Trainer:
         batch = self._to_device(batch)
         with self._autocast():
             loss, metrics = self.compute_loss(self.train_model, batch)
-        if not torch.isfinite(loss.detach()).all() and self.device.type == "cpu":
-            raise FloatingPointError(f"loss is {loss.item()} at step {self.step}")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         out = {"loss": loss.detach(), **{k: v.detach() for k, v in metrics.items()}}
@@ -259,6 +258,8 @@ class Trainer:
                 out = self.train_step(next(self.data))
                 if self._due(self.cfg.log_every) or self.step == end:
                     logged = {f"train/{k}": v for k, v in self._reduce(out).items()}
+                    if not math.isfinite(logged["train/loss"]):  # checked here: a per-step check would sync the GPU
+                        raise FloatingPointError(f"training loss is {logged['train/loss']} at step {self.step}")
                     dt = time.perf_counter() - t0
                     logged["train/samples_per_s"] = (self.step - s0) * self.batch_size() * self.env.world_size / dt
                     t0, s0 = time.perf_counter(), self.step
