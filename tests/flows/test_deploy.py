@@ -23,8 +23,10 @@ def test_deploy_and_trigger(tmp_path):
     port = _free_port()
     env = project.env(root)
     env["PREFECT_API_URL"] = f"http://127.0.0.1:{port}/api"
+    (root / ".hi3dgen" / "prefect").mkdir(parents=True)
+    server_log = open(tmp_path / "server.log", "w")
     server = subprocess.Popen(["prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                              cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              cwd=root, env=env, stdout=server_log, stderr=subprocess.STDOUT,
                               start_new_session=True)
     served = None
     try:
@@ -33,10 +35,10 @@ def test_deploy_and_trigger(tmp_path):
                  f"http://127.0.0.1:{port}/api/health"]
         deadline = time.monotonic() + 120
         while subprocess.run(probe, capture_output=True).returncode != 0:
-            assert time.monotonic() < deadline, "Prefect server did not start"
+            assert time.monotonic() < deadline, (tmp_path / "server.log").read_text()[-3000:]
             time.sleep(1)
         served = subprocess.Popen(["hi3dgen", "deploy", "--cron", "0 3 * * *", "--name", "t"], cwd=root,
-                                  env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  env=env, stdout=server_log, stderr=subprocess.STDOUT,
                                   start_new_session=True)
         trigger = (
             "import sys\n"
@@ -58,7 +60,7 @@ def test_deploy_and_trigger(tmp_path):
         )
         r = subprocess.run([str(project.REPO / ".venv" / "bin" / "python"), "-c", trigger], cwd=root,
                            env=env, capture_output=True, text=True, timeout=700)
-        assert "schedule 0 3 * * *" in r.stdout, r.stderr[-3000:]
+        assert "schedule 0 3 * * *" in r.stdout, r.stderr[-3000:] + (tmp_path / "server.log").read_text()[-3000:]
         assert "state COMPLETED" in r.stdout, r.stdout + r.stderr[-3000:]
         assert (root / "outputs" / "shards" / "shards.json").exists()
     finally:
