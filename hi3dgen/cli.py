@@ -15,6 +15,8 @@ COMMAND_MODULES = (
     "hi3dgen.filtering.cli",
     "hi3dgen.render.cli",
     "hi3dgen.data.cli",
+    "hi3dgen.training.cli",
+    "hi3dgen.training.cli_shape",
     "flows.cli",
 )
 
@@ -45,16 +47,12 @@ def config_from_args(args: argparse.Namespace, cls, **extra):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hi3dgen", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="hi3dgen", description="The Hi3DGen training pipeline: DetailVerse -> NiRNE -> NoRLD."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:  # TEMPORARY while sub-packages land; removed at integration
-            if exc.name != name:
-                raise
-            continue
-        module.register(sub)
+        importlib.import_module(name).register(sub)
     return parser
 
 

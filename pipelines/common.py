@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
+import shutil
 from pathlib import Path
 
 import yaml
 
-from hi3dgen import tracking
-from hi3dgen.data import manifest
+from hi3dgen import io, tracking
+from hi3dgen.data import manifest, webds
 from hi3dgen.parallel import ExecutorConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,3 +55,28 @@ def log_rows(rows: list[dict], **extra: float) -> None:
     metrics = {k: summary[k] for k in ("total", "accepted", "rejected")}
     metrics.update({f"rejected.{k}": v for k, v in summary["rejected_by_reason"].items()})
     mlflow.log_metrics({**metrics, **extra})
+
+
+MODELS = OUT / "models"
+SHARDS = OUT / "shards"
+
+
+def run_dir(name: str, run_config: dict) -> Path:
+    """A training stage's run folder: kept (a killed run resumes from its checkpoint) while the
+    run config is the same, emptied when it changed (a changed parameter is a new run)."""
+    out = MODELS / name
+    marker = out / "run_config.json"
+    fp = manifest.fingerprint(run_config)
+    if out.exists() and (not marker.exists() or json.loads(marker.read_text()).get("fingerprint") != fp):
+        shutil.rmtree(out)
+    io.write_json(marker, {"fingerprint": fp, "config": run_config})
+    return out
+
+
+def view_domains(split: str = "train") -> dict[str, int]:
+    """View samples per domain in a split of the view shards."""
+    counts: dict[str, int] = {}
+    for shard in webds.load_index(SHARDS)["sets"]["views"][split]["shards"]:
+        for domain, n in shard["domains"].items():
+            counts[domain] = counts.get(domain, 0) + n
+    return counts
