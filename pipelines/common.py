@@ -14,6 +14,7 @@ import yaml
 from hi3dgen import io, tracking
 from hi3dgen.data import manifest, webds
 from hi3dgen.parallel import ExecutorConfig
+from hi3dgen.training.launch import LaunchConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "outputs"
@@ -37,6 +38,11 @@ def config(cls, section: str, **extra):
 
 def executor() -> ExecutorConfig:
     return config(ExecutorConfig, "executor")
+
+
+def launch_config() -> LaunchConfig:
+    """Training workers: one process, or DDP over Ray Train workers (params.yaml `train`)."""
+    return config(LaunchConfig, "train", ray_address=params("executor").get("address"))
 
 
 @contextlib.contextmanager

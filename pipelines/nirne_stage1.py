@@ -1,7 +1,8 @@
 """DVC stage `nirne_stage1`: the whole NiRNE network on the real domain."""
 
+from hi3dgen.training.launch import launch
 from hi3dgen.training.nirne import preset_config, train_nirne
-from pipelines.common import SHARDS, params, run_dir, view_domains
+from pipelines.common import launch_config, SHARDS, params, run_dir, view_domains
 
 
 def stage1_domain(requested: str) -> str:
@@ -21,7 +22,7 @@ def main() -> None:
     if p.get("steps1"):
         cfg.trainer.steps = p["steps1"]
     cfg.tracking.run_name = "nirne_stage1"
-    train_nirne(cfg, str(run_dir("nirne_stage1", cfg.to_dict())))
+    launch(train_nirne, cfg, str(run_dir("nirne_stage1", cfg.to_dict())), launch_config())
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """DVC stage `nirne_stage2`: the clean stream frozen, the noisy stream fine-tuned on synthetic data."""
 
+from hi3dgen.training.launch import launch
 from hi3dgen.training.nirne import preset_config, train_nirne
-from pipelines.common import MODELS, SHARDS, params, run_dir
+from pipelines.common import launch_config, MODELS, SHARDS, params, run_dir
 
 
 def main() -> None:
@@ -13,7 +14,7 @@ def main() -> None:
     if p.get("steps2"):
         cfg.trainer.steps = p["steps2"]
     cfg.tracking.run_name = "nirne_stage2"
-    train_nirne(cfg, str(run_dir("nirne_stage2", cfg.to_dict())))
+    launch(train_nirne, cfg, str(run_dir("nirne_stage2", cfg.to_dict())), launch_config())
 
 
 if __name__ == "__main__":
