@@ -157,3 +157,30 @@ def compare(run_ids: list[str] | None = None, last: int = 2) -> str:
     rows += [[f"metric {k}", *[f"{m[k]:.4g}" if k in m else "-" for _, m in data]] for k in metric_keys]
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths)) for row in [header, *rows])
+
+
+REGISTERED_PREFIX = "hi3dgen-"  # registered models: hi3dgen-nirne, hi3dgen-shape_vae, hi3dgen-norld
+
+
+def registered_models(run_id: str) -> dict[str, str]:
+    """`kind -> local model.pt` of the models registered from a run or from its child runs (the
+    stages of a `hi3dgen run`); the newest version of each kind wins."""
+    from mlflow import MlflowClient
+    from mlflow.artifacts import download_artifacts
+
+    setup()
+    client = MlflowClient()
+    run = client.get_run(run_id)
+    children = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run_id}'",
+                                  max_results=500)
+    run_ids = {run_id, *(c.info.run_id for c in children)}
+    found: dict[str, tuple[int, str]] = {}
+    for rid in run_ids:
+        for version in client.search_model_versions(f"run_id = '{rid}'"):
+            if not version.name.startswith(REGISTERED_PREFIX):
+                continue
+            kind = version.name[len(REGISTERED_PREFIX):]
+            if kind not in found or int(version.version) > found[kind][0]:
+                found[kind] = (int(version.version), version.source)
+    return {kind: str(Path(download_artifacts(artifact_uri=src)) / "model.pt")
+            for kind, (_, src) in found.items()}

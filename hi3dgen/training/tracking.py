@@ -75,6 +75,19 @@ class Tracker:
         if self.active:
             self.client.log_artifact(self.run_id, str(path), artifact_path)
 
+    def register_model(self, name: str, artifact_path: str) -> None:
+        """A new version of registered model `name` from this run's `artifact_path`."""
+        if not self.active:
+            return
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.create_registered_model(name)
+        except MlflowException:  # it exists already
+            pass
+        source = f"{self.client.get_run(self.run_id).info.artifact_uri}/{artifact_path}"
+        self.client.create_model_version(name, source, run_id=self.run_id)
+
     def end(self, status: str = "FINISHED") -> None:
         if self.active and self.run_id:
             self.client.set_terminated(self.run_id, status)

@@ -25,6 +25,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from hi3dgen import tracking
 from hi3dgen.training import checkpoint
 from hi3dgen.training.ema import EMA
 from hi3dgen.training.optim import OptimConfig, build_optimizer, build_scheduler
@@ -291,4 +292,5 @@ class Trainer:
             path = self.out_dir / "model.pt"
             checkpoint.save(path, {"kind": self.kind, "config": self.run_config, "model": self.export_weights()})
             self.tracker.log_artifact(path, "model")
+            self.tracker.register_model(f"{tracking.REGISTERED_PREFIX}{self.kind}", "model")
         self.tracker.end("FINISHED")

@@ -38,3 +38,10 @@ def test_ray_train_two_workers(tmp_path, monkeypatch):
     runs = client.search_runs([client.get_experiment_by_name("hi3dgen").experiment_id])
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
     assert runs[0].data.metrics["train/loss"] > 0
+    versions = client.search_model_versions("name = 'hi3dgen-nirne'")
+    assert [v.run_id for v in versions] == [runs[0].info.run_id]  # registered once, by rank 0
+
+    from hi3dgen import tracking
+
+    model = tracking.registered_models(runs[0].info.run_id)["nirne"]
+    assert open(model, "rb").read() == (tmp_path / "run" / "model.pt").read_bytes()
