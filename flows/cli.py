@@ -43,6 +43,7 @@ def _enter_project() -> None:
 def _run(args) -> int:
     from flows import params, project
 
+    project.preflight(project.environment())
     with project.run_lock():
         changes = params.apply(args.preset, args.sets)
         for key, value in changes.items():
