@@ -2,7 +2,7 @@
 
 from hi3dgen.training.launch import launch
 from hi3dgen.training.nirne import preset_config, train_nirne
-from pipelines.common import launch_config, SHARDS, params, run_dir, view_domains
+from pipelines.common import SHARDS, launch_config, params, run_dir, view_domains
 
 
 def stage1_domain(requested: str) -> str:
@@ -13,16 +13,21 @@ def stage1_domain(requested: str) -> str:
     return "real" if view_domains().get("real") else "any"
 
 
+def train_stage(stage: int, domain: str, steps: int | None, init: str | None = None) -> None:
+    """One NiRNE stage on the pipeline's shards, in outputs/models/nirne_stage<stage>."""
+    cfg = preset_config(params("nirne")["preset"], stage=stage, init=init)
+    cfg.data.shards = str(SHARDS)
+    cfg.data.domain = domain
+    cfg.data.val_domain = "any"
+    if steps:
+        cfg.trainer.steps = steps
+    cfg.tracking.run_name = f"nirne_stage{stage}"
+    launch(train_nirne, cfg, str(run_dir(f"nirne_stage{stage}", cfg.to_dict())), launch_config())
+
+
 def main() -> None:
     p = params("nirne")
-    cfg = preset_config(p["preset"], stage=1)
-    cfg.data.shards = str(SHARDS)
-    cfg.data.domain = stage1_domain(p["stage1_domain"])
-    cfg.data.val_domain = "any"
-    if p.get("steps1"):
-        cfg.trainer.steps = p["steps1"]
-    cfg.tracking.run_name = "nirne_stage1"
-    launch(train_nirne, cfg, str(run_dir("nirne_stage1", cfg.to_dict())), launch_config())
+    train_stage(1, stage1_domain(p["stage1_domain"]), p.get("steps1"))
 
 
 if __name__ == "__main__":
