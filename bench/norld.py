@@ -44,6 +44,7 @@ def norld_config(args, weight: float | None = None):
     cfg = norld_preset(args.preset, args.vae, tracking=TrackingConfig(enabled=False))
     cfg.data.shards = args.data
     cfg.data.workers = cfg.data.workers if args.workers is None else args.workers
+    cfg.data.in_memory = args.in_memory
     cfg.trainer = dataclasses.replace(cfg.trainer, compile=False, device=args.device, ckpt_every=10**9)
     if weight is not None:
         cfg.reg.weight = weight
@@ -128,6 +129,7 @@ def cmd_vae(args) -> dict:
     cfg = vae_preset(args.preset, tracking=TrackingConfig(enabled=False))
     cfg.data.shards = args.data
     cfg.data.workers = cfg.data.workers if args.workers is None else args.workers
+    cfg.data.in_memory = args.in_memory
     cfg.trainer = dataclasses.replace(cfg.trainer, compile=False, device=args.device,
                                       steps=args.steps or cfg.trainer.steps)
     start = time.perf_counter()
@@ -181,6 +183,7 @@ def main() -> None:
     p.add_argument("--steps", type=int)
     p.add_argument("--workers", type=int, help="DataLoader workers (default: the preset's; one shard feeds one)")
     p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--in-memory", action="store_true", help="decode the train shards once and keep them")
     p.add_argument("--weight", type=float, default=1.0, help="ablation: λ of the regularized run")
     p.add_argument("--sample-steps", type=int, default=25)
     args = p.parse_args()

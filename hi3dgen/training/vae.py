@@ -42,6 +42,7 @@ class ShapeDataConfig:
     surface_points: int = 4096  # encoder input per shape (the VAE's num_points)
     sdf_points: int = 4096  # SDF supervision samples per shape and step
     views: int = 0  # ground-truth views per sample in a batch (NoRLD: condition + regularizer)
+    in_memory: bool = False  # decode a shard set once and keep it (small sets: no per-step decoding)
     view_size: int = 0  # their resolution (0: as stored)
     cond_size: int = 0  # > 0: also the first of them at this resolution as `cond` (NoRLD's condition)
     val_shapes: int = 8  # val shapes evaluated during training
@@ -111,10 +112,11 @@ def toy_shapes(cfg: ShapeDataConfig, split: str) -> list[dict]:
 def train_stream(cfg: ShapeDataConfig, seed: int):
     """start -> this rank's endless, shuffled stream of train shapes after `start` consumed ones
     (the contract of `Batches`). Opened once here so a bad shard dir fails before training."""
-    if cfg.shards == TOY:
-        samples = toy_shapes(cfg, "train")
-        return lambda start: ListStream(samples, seed, start, cfg.batch_size)
     from hi3dgen.data.webds import shape_dataset
+
+    if cfg.shards == TOY or cfg.in_memory:
+        samples = toy_shapes(cfg, "train") if cfg.shards == TOY else list(shape_dataset(cfg.shards, split="train"))
+        return lambda start: ListStream(samples, seed, start, cfg.batch_size)
 
     def open_stream(start: int):
         return shape_dataset(cfg.shards, split="train", shuffle=True, seed=seed, resampled=True, start=start,
