@@ -31,6 +31,7 @@ from hi3dgen.models import shape_vae  # noqa: E402
 from hi3dgen.training.norld import NoRLDTrainer, build_model  # noqa: E402
 from hi3dgen.training.norld import preset_config as norld_preset  # noqa: E402
 from hi3dgen.training.tracking import TrackingConfig  # noqa: E402
+from hi3dgen.training.trainer import resolve_device  # noqa: E402
 from hi3dgen.training.vae import build_data, train_vae, val_samples  # noqa: E402
 from hi3dgen.training.vae import preset_config as vae_preset  # noqa: E402
 
@@ -53,8 +54,7 @@ def norld_config(args, weight: float | None = None):
 
 def make_trainer(cfg, out: Path) -> NoRLDTrainer:
     vae = shape_vae.load(cfg.vae)
-    device = torch.device("cuda" if cfg.trainer.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if cfg.trainer.device == "auto" else cfg.trainer.device))
+    device = resolve_device(cfg.trainer.device)
     return NoRLDTrainer(cfg, build_model(cfg, vae, device), vae, build_data(cfg.data, cfg.trainer.seed), out)
 
 
@@ -82,7 +82,7 @@ def generation_latency(args, repeats: int = 5) -> dict:
     from hi3dgen.models.norld import NoRLD
     from hi3dgen.training.nirne import preset_config as nirne_preset
 
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(args.device)
     torch.manual_seed(0)
     vae = shape_vae.load(args.vae, device)
     ncfg = norld_config(args)
@@ -169,7 +169,18 @@ def cmd_ablation(args) -> dict:
         results[name] = {"weight": weight, "steps": cfg.trainer.steps, "train_seconds": seconds,
                          "final_flow_loss": last["train/flow_loss"], "val_shapes": len(t._val_samples()),
                          **{k.removeprefix("val/"): v for k, v in metrics.items()}}
+        save(args, results)  # each variant as it finishes: a cut-off run keeps what it finished
     return results
+
+
+def save(args, result: dict) -> None:
+    """The result as JSON at --out (a .json path, or OUT/<command>.json)."""
+    if not args.out or args.command == "vae":
+        return
+    path = Path(args.out)
+    path = path if path.suffix == ".json" else path / f"{args.command}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, default=float) + "\n")
 
 
 def main() -> None:
@@ -190,13 +201,8 @@ def main() -> None:
     if args.command == "speed":
         args.steps = args.steps or 20
     result = {"vae": cmd_vae, "speed": cmd_speed, "ablation": cmd_ablation}[args.command](args)
-    text = json.dumps(result, indent=2, default=float)
-    print(text)
-    if args.out and args.command != "vae":
-        path = Path(args.out)
-        path = path if path.suffix == ".json" else path / f"{args.command}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text + "\n")
+    print(json.dumps(result, indent=2, default=float))
+    save(args, result)
 
 
 if __name__ == "__main__":

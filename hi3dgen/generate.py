@@ -60,10 +60,10 @@ class Generator:
     def load(cls, nirne_ckpt, vae_ckpt, norld_ckpt, cfg: GenerateConfig | None = None) -> "Generator":
         from hi3dgen.models import norld, shape_vae
         from hi3dgen.training.predict import load_nirne
+        from hi3dgen.training.trainer import resolve_device
 
         cfg = cfg or GenerateConfig()
-        dev = cfg.device
-        device = torch.device("cuda" if dev == "auto" and torch.cuda.is_available() else ("cpu" if dev == "auto" else dev))
+        device = resolve_device(cfg.device)
         return cls(load_nirne(nirne_ckpt, device), shape_vae.load(vae_ckpt, device), norld.load(norld_ckpt, device), cfg)
 
     def normal_map(self, rgb: np.ndarray) -> np.ndarray:

@@ -14,7 +14,7 @@ import yaml
 from hi3dgen import io, tracking
 from hi3dgen.data import manifest, webds
 from hi3dgen.parallel import ExecutorConfig
-from hi3dgen.training.launch import LaunchConfig
+from hi3dgen.training.launch import LaunchConfig, launch
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "outputs"
@@ -76,6 +76,18 @@ def run_dir(name: str, run_config: dict) -> Path:
     if out.exists() and (not marker.exists() or json.loads(marker.read_text()).get("fingerprint") != fp):
         shutil.rmtree(out)
     io.write_json(marker, {"fingerprint": fp, "config": run_config})
+    return out
+
+
+def train(name: str, train_fn, cfg, steps: int | None = None) -> Path:
+    """A training stage: `train_fn` on the pipeline's shards in outputs/models/<name> (one
+    process, or Ray Train workers per params.yaml `train`); `steps` over the preset's."""
+    cfg.data.shards = str(SHARDS)
+    if steps:
+        cfg.trainer.steps = steps
+    cfg.tracking.run_name = name
+    out = run_dir(name, cfg.to_dict())
+    launch(train_fn, cfg, str(out), launch_config())
     return out
 
 

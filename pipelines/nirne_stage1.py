@@ -1,8 +1,7 @@
 """DVC stage `nirne_stage1`: the whole NiRNE network on the real domain."""
 
-from hi3dgen.training.launch import launch
 from hi3dgen.training.nirne import preset_config, train_nirne
-from pipelines.common import SHARDS, launch_config, params, run_dir, view_domains
+from pipelines.common import params, train, view_domains
 
 
 def stage1_domain(requested: str) -> str:
@@ -16,13 +15,9 @@ def stage1_domain(requested: str) -> str:
 def train_stage(stage: int, domain: str, steps: int | None, init: str | None = None) -> None:
     """One NiRNE stage on the pipeline's shards, in outputs/models/nirne_stage<stage>."""
     cfg = preset_config(params("nirne")["preset"], stage=stage, init=init)
-    cfg.data.shards = str(SHARDS)
     cfg.data.domain = domain
     cfg.data.val_domain = "any"
-    if steps:
-        cfg.trainer.steps = steps
-    cfg.tracking.run_name = f"nirne_stage{stage}"
-    launch(train_nirne, cfg, str(run_dir(f"nirne_stage{stage}", cfg.to_dict())), launch_config())
+    train(f"nirne_stage{stage}", train_nirne, cfg, steps)
 
 
 def main() -> None:

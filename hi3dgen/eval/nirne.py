@@ -7,12 +7,11 @@ import math
 import os
 from collections.abc import Iterable
 
-import torch
-
 from hi3dgen import io
 from hi3dgen.eval.normals import NormalMetrics, NormalMetricsConfig
 from hi3dgen.models.nirne import NiRNE
 from hi3dgen.training.predict import load_nirne, predict_image
+from hi3dgen.training.trainer import resolve_device
 
 
 def evaluate_views(model: NiRNE, views: Iterable[dict], cfg: NormalMetricsConfig | None = None,
@@ -36,9 +35,7 @@ def evaluate_checkpoint(checkpoint: str, data: str, out: str | os.PathLike | Non
     """Metrics of `checkpoint` on `data` (a shard dir or `toy`), written to `out` as JSON when given."""
     from hi3dgen.training.nirne import NiRNEDataConfig, eval_views
 
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = load_nirne(checkpoint, device, use_ema)
+    model = load_nirne(checkpoint, resolve_device(device), use_ema)
     result = evaluate_views(model, eval_views(NiRNEDataConfig(shards=data), split, domain), max_side=max_side, limit=limit)
     result = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in result.items()}
     result.update(checkpoint=str(checkpoint), data=str(data), split=split, domain=domain)

@@ -155,12 +155,10 @@ def _eval_nirne(args) -> int:
 
 
 def _predict(args) -> int:
-    import torch
-
     from hi3dgen.training.predict import load_nirne, predict_files
+    from hi3dgen.training.trainer import resolve_device
 
-    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    model = load_nirne(args.checkpoint, device, use_ema=not args.no_ema)
+    model = load_nirne(args.checkpoint, resolve_device(args.device), use_ema=not args.no_ema)
     failed = 0
     for path, error in predict_files(model, args.images, args.out, args.max_side):
         if error:

@@ -10,47 +10,12 @@ import dataclasses
 import json
 import sys
 
-from hi3dgen.training.cli import add_eval_command, add_train_command
+from hi3dgen.training.cli import add_eval_command, add_train_command, add_trainer_args, apply_trainer_args
 
 
-# Trainer and data fields a flag may override: flag name -> (config section, field, type, help).
-TRAINER_FLAGS = {
-    "steps": ("trainer", "steps", int, None),
-    "batch-size": ("data", "batch_size", int, None),
-    "workers": ("data", "workers", int, "DataLoader worker processes"),
-    "device": ("trainer", "device", str, "auto | cpu | cuda"),
-    "precision": ("trainer", "precision", str, "auto | bf16 | fp32"),
-    "seed": ("trainer", "seed", int, None),
-    **{f"{w}-every": ("trainer", f"{w}_every", int, "steps between them") for w in ("log", "val", "vis", "ckpt")},
-}
-
-
-def _trainer_args(p) -> None:
-    p.add_argument("--data", required=True, help="a shape shard dir, or `toy` for analytic shapes")
-    p.add_argument("--out", required=True, help="the run dir (checkpoints/last.pt, model.pt)")
+def _shape_trainer_args(p) -> None:
+    add_trainer_args(p, "a shape shard dir, or `toy` for analytic shapes")
     p.add_argument("--preset", default="base", choices=("tiny", "small", "base"))
-    for flag, (_, _, kind, text) in TRAINER_FLAGS.items():
-        p.add_argument(f"--{flag}", type=kind, help=text)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--no-compile", action="store_true", help="skip torch.compile on CUDA")
-    p.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
-    p.add_argument("--experiment", help="MLflow experiment (default hi3dgen)")
-
-
-def _apply_trainer_args(cfg, args, run_name: str) -> None:
-    """Flags given on the command line over the preset's values (data, trainer, tracking)."""
-    cfg.data.shards = args.data
-    for flag, (section, field, _, _) in TRAINER_FLAGS.items():
-        value = getattr(args, flag.replace("-", "_"))
-        if value is not None:
-            setattr(getattr(cfg, section), field, value)
-    if args.no_compile:
-        cfg.trainer.compile = False
-    if args.lr:
-        cfg.trainer.optim.lr = args.lr
-    cfg.tracking.enabled = not args.no_tracking
-    cfg.tracking.run_name = run_name
-    cfg.tracking.experiment = args.experiment or cfg.tracking.experiment
 
 
 def _sampling_args(p) -> None:
@@ -63,11 +28,11 @@ def _sampling_args(p) -> None:
 
 def register(subparsers) -> None:
     p = add_train_command(subparsers, "vae", help="train the shape VAE on shape shards")
-    _trainer_args(p)
+    _shape_trainer_args(p)
     p.set_defaults(func=_train_vae)
 
     p = add_train_command(subparsers, "norld", help="train NoRLD (flow matching + online normal regularizer)")
-    _trainer_args(p)
+    _shape_trainer_args(p)
     p.add_argument("--vae", required=True, help="the trained shape VAE (VAE_RUN/model.pt)")
     p.add_argument("--reg-weight", type=float, help="λ of the normal regularizer (0: off)")
     p.add_argument("--reg-share", type=float, help="share of steps the regularizer runs on")
@@ -91,9 +56,11 @@ def register(subparsers) -> None:
     p.set_defaults(func=_eval_norld)
 
     p = subparsers.add_parser("generate", help="image -> NiRNE normal map -> NoRLD -> mesh (GLB)")
-    p.add_argument("--nirne", required=True)
-    p.add_argument("--vae", required=True)
-    p.add_argument("--norld", required=True)
+    p.add_argument("--from-run", metavar="RUN_ID",
+                   help="the models registered by an MLflow run (a `hi3dgen run` or its stages) instead of paths")
+    p.add_argument("--nirne", help="NiRNE checkpoint (RUN/model.pt or RUN/checkpoints/last.pt)")
+    p.add_argument("--vae", help="shape VAE (RUN/model.pt)")
+    p.add_argument("--norld", help="NoRLD (RUN/model.pt)")
     p.add_argument("--out", required=True, help="mesh.glb for one image, else a folder for <stem>.glb")
     p.add_argument("images", nargs="+", help="image files or folders of images")
     _sampling_args(p)
@@ -104,7 +71,7 @@ def _train_vae(args) -> int:
     from hi3dgen.training.vae import preset_config, train_vae
 
     cfg = preset_config(args.preset)
-    _apply_trainer_args(cfg, args, "shape_vae")
+    apply_trainer_args(cfg, args, "shape_vae")
     metrics = train_vae(cfg, args.out)
     print(" ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
     return 0
@@ -115,7 +82,7 @@ def _train_norld(args) -> int:
     from hi3dgen.training.norld import fit_to_vae, preset_config, train_norld
 
     cfg = preset_config(args.preset, args.vae)
-    _apply_trainer_args(cfg, args, "norld")
+    apply_trainer_args(cfg, args, "norld")
     reg = {"weight": args.reg_weight, "share": args.reg_share, "t_min": args.reg_t_min, "t_max": args.reg_t_max,
            "views": args.reg_views, "max_samples": args.reg_samples, "render_size": args.render_size}
     cfg.reg = dataclasses.replace(cfg.reg, **{k: v for k, v in reg.items() if v is not None})
@@ -127,29 +94,32 @@ def _train_norld(args) -> int:
     return 0
 
 
-def _device(name: str):
-    import torch
-
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else torch.device(name)
-
-
 def _eval_norld(args) -> int:
-    from hi3dgen import io
-    from hi3dgen.eval.normals import NormalMetricsConfig
     from hi3dgen.geometry.mesh_extract import ExtractConfig
-    from hi3dgen.models import norld, shape_vae
-    from hi3dgen.training.norld import SampleConfig, evaluate_generation
-    from hi3dgen.training.vae import ShapeDataConfig, val_samples
+    from hi3dgen.training.norld import SampleConfig, evaluate_checkpoints
 
-    device = _device(args.device)
-    model, vae = norld.load(args.norld, device), shape_vae.load(args.vae, device)
-    samples = val_samples(ShapeDataConfig(shards=args.data, val_shapes=args.limit), split=args.split)
-    result = evaluate_generation(model, vae, samples, SampleConfig(args.steps, args.guidance, args.seed),
-                                 ExtractConfig(resolution=args.grid), NormalMetricsConfig(), device)
-    result["shapes"] = len(samples)
-    io.write_json(args.out, result)
+    result = evaluate_checkpoints(args.norld, args.vae, args.data, args.out, split=args.split, limit=args.limit,
+                                  sample=SampleConfig(args.steps, args.guidance, args.seed),
+                                  extract=ExtractConfig(resolution=args.grid), device=args.device)
     print(json.dumps(result, indent=2))
     return 0
+
+
+def _model_paths(args) -> tuple[str, str, str]:
+    """NiRNE, VAE and NoRLD: the paths given, each one not given from `--from-run`'s registered models."""
+    paths = {"nirne": args.nirne, "shape_vae": args.vae, "norld": args.norld}
+    if args.from_run:
+        from hi3dgen import tracking
+
+        registered = tracking.registered_models(args.from_run)
+        paths = {kind: path or registered.get(kind) for kind, path in paths.items()}
+    missing = ", ".join(kind for kind, path in paths.items() if not path)
+    if missing and args.from_run:
+        raise SystemExit(f"hi3dgen generate: run {args.from_run} and its child runs registered no {missing} model; "
+                         "give it with --nirne / --vae / --norld")
+    if missing:
+        raise SystemExit(f"hi3dgen generate: no {missing} model: give --from-run RUN_ID or --nirne / --vae / --norld")
+    return paths["nirne"], paths["shape_vae"], paths["norld"]
 
 
 def _generate(args) -> int:
@@ -159,7 +129,7 @@ def _generate(args) -> int:
     coarse = (args.grid - 1) // 4 + 1 if (args.grid - 1) % 4 == 0 and args.grid > 33 else 0
     cfg = GenerateConfig(steps=args.steps, guidance=args.guidance, seed=args.seed, device=args.device,
                          extract=ExtractConfig(resolution=args.grid, coarse=coarse))
-    gen = Generator.load(args.nirne, args.vae, args.norld, cfg)
+    gen = Generator.load(*_model_paths(args), cfg)
     failed = 0
     for path, error in generate_files(gen, args.images, args.out):
         if error:

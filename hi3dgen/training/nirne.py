@@ -10,7 +10,6 @@ for machines without rendered data.
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import cv2
 import numpy as np

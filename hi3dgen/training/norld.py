@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 
 import numpy as np
 import torch
@@ -219,6 +220,26 @@ def evaluate_generation(model: NoRLD, vae: shape_vae.ShapeVAE, samples: list[dic
             normal_metrics.add(p, g, m)
     normals = normal_metrics.result()
     return {**mean_metrics(rows), "NE": normals["NE"], "SNE": normals["SNE"]}
+
+
+def evaluate_checkpoints(norld_path: str, vae_path: str, data: str, out: str | os.PathLike | None = None,
+                         split: str = "val", limit: int = 64, sample: SampleConfig | None = None,
+                         extract: ExtractConfig | None = None, device: str = "auto") -> dict:
+    """`evaluate_generation` of saved models on the first `limit` shapes of a split of `data` (a
+    shape shard dir or `toy`), written to `out` as JSON when given."""
+    from hi3dgen import io
+    from hi3dgen.models import norld
+
+    dev = resolve_device(device)
+    model, vae = norld.load(norld_path, dev), shape_vae.load(vae_path, dev)
+    samples = val_samples(ShapeDataConfig(shards=data, val_shapes=limit), split=split)
+    result = evaluate_generation(model, vae, samples, sample or SampleConfig(), extract or ExtractConfig(resolution=129),
+                                 NormalMetricsConfig(), dev)
+    result = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in result.items()}
+    result.update(shapes=len(samples), norld=str(norld_path), vae=str(vae_path), data=str(data), split=split)
+    if out is not None:
+        io.write_json(out, result)
+    return result
 
 
 @torch.no_grad()

@@ -76,10 +76,11 @@ def init_distributed(device: str = "auto") -> DistEnv:
     return DistEnv(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
-def resolve_device(name: str, env: DistEnv) -> torch.device:
+def resolve_device(name: str, env: DistEnv | None = None) -> torch.device:
+    """`auto`: CUDA when there is a GPU, else the CPU; in a distributed run, the rank's GPU."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
+    if name == "cuda" and env is not None:
         return torch.device("cuda", env.local_rank)
     return torch.device(name)
 

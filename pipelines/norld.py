@@ -1,0 +1,20 @@
+"""DVC stage `norld`: flow matching in the trained VAE's latent space, with the online normal
+regularizer (params.yaml `norld.reg`: λ as `weight`, `share`, `t_min`, `t_max`, `views`, ...)."""
+
+import dataclasses
+
+from hi3dgen.training.norld import preset_config, train_norld
+from pipelines.common import MODELS, params, train
+
+VAE = MODELS / "vae" / "model.pt"
+
+
+def main() -> None:
+    p = params("norld")
+    cfg = preset_config(p["preset"], str(VAE))
+    cfg.reg = dataclasses.replace(cfg.reg, **(p.get("reg") or {}))
+    train("norld", train_norld, cfg, p.get("steps"))
+
+
+if __name__ == "__main__":
+    main()
