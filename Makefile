@@ -8,9 +8,11 @@ export RAY_AUTH_MODE := disabled
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
 .PHONY: setup test demo clean
+# data/ (tracked by data.dvc) comes from the DVC cache when it has it; on a fresh clone it has not,
+# and a failed checkout removes the empty folder: make it afterwards.
 setup: $(STAMP)
-	@mkdir -p data/local
 	@$(VENV)/bin/dvc checkout -q data.dvc 2>/dev/null || true
+	@mkdir -p data/local
 
 # The stamp makes a second `make setup` instant; it is redone when pyproject.toml changes.
 $(STAMP): pyproject.toml

@@ -62,6 +62,8 @@ def _run(args) -> int:
         f"  models:       {root / 'outputs' / 'models'}\n"
         f"  MLflow UI:    hi3dgen ui   (MLFLOW_TRACKING_URI={os.environ['MLFLOW_TRACKING_URI']})"
     )
+    if results and "norld" in {r["stage"] for r in results}:
+        print(f"  image->mesh:  hi3dgen generate --from-run {results[0]['parent_run_id']} --out mesh.glb IMAGE")
     return 0
 
 

@@ -101,7 +101,7 @@ def _run(flow_name: str, names: list[str], push_at_end: bool) -> list[dict]:
                 client.set_tag(child_id, key, value)
             client.log_metric(child_id, "stage_seconds", result["seconds"])
             client.set_terminated(child_id, "FINISHED")
-            results.append(result)
+            results.append({**result, "parent_run_id": parent.info.run_id})
         if push_at_end:
             push()
     return results

@@ -164,7 +164,8 @@ REGISTERED_PREFIX = "hi3dgen-"  # registered models: hi3dgen-nirne, hi3dgen-shap
 
 def registered_models(run_id: str) -> dict[str, str]:
     """`kind -> local model.pt` of the models registered from a run or from its child runs (the
-    stages of a `hi3dgen run`); the newest version of each kind wins."""
+    stages of a `hi3dgen run`, where a stage DVC skipped stands for the earlier run of that stage
+    with the same outputs); the newest version of each kind wins."""
     from mlflow import MlflowClient
     from mlflow.artifacts import download_artifacts
 
@@ -174,6 +175,13 @@ def registered_models(run_id: str) -> dict[str, str]:
     children = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run_id}'",
                                   max_results=500)
     run_ids = {run_id, *(c.info.run_id for c in children)}
+    for child in children:  # a stage DVC skipped trained nothing: its models are those of the run that
+        tags = child.data.tags  # made the same outputs
+        if tags.get("dvc.skipped") == "true" and tags.get("dvc.lock.outputs") and tags.get("hi3dgen.stage"):
+            same = client.search_runs([run.info.experiment_id],
+                                      f"tags.`hi3dgen.stage` = '{tags['hi3dgen.stage']}' and "
+                                      f"tags.`dvc.lock.outputs` = '{tags['dvc.lock.outputs']}'", max_results=500)
+            run_ids |= {r.info.run_id for r in same}
     found: dict[str, tuple[int, str]] = {}
     for rid in run_ids:
         for version in client.search_model_versions(f"run_id = '{rid}'"):

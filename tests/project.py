@@ -1,5 +1,5 @@
-"""A throwaway copy of this project (tracked files, a fresh git repo, the shared .venv), so tests
-can run DVC stages and flows end to end without touching the real workspace."""
+"""A throwaway copy of this project (tracked files, a fresh git repo, the shared .venv, then
+`make setup`), so tests can run DVC stages and flows end to end without touching the real workspace."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def make(tmp: Path, overrides: dict | None = None) -> Path:
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO,
                            capture_output=True, text=True, check=True).stdout.split()
     for f in files:
-        if (REPO / f).is_file():
+        if (REPO / f).is_file() and f != "dvc.lock":  # this workspace's lock is no fresh clone's
             (root / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / f, root / f)
     (root / ".venv").symlink_to(REPO / ".venv")
@@ -49,8 +49,9 @@ def make(tmp: Path, overrides: dict | None = None) -> Path:
     for section, values in {**TINY, **(overrides or {})}.items():
         params.setdefault(section, {}).update(values)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    (root / "data" / "local").mkdir(parents=True, exist_ok=True)
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
                 ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"]):
         subprocess.run(cmd, cwd=root, check=True, capture_output=True)
+    run(root, "make", "setup")  # as on a fresh clone: the shared .venv is installed, data/ is not there yet
+    assert (root / "data" / "local").is_dir()
     return root
