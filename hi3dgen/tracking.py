@@ -94,6 +94,27 @@ def log_image(image: np.ndarray, artifact_file: str) -> None:
     mlflow.log_image(image, artifact_file)
 
 
+def curves_image(curves: dict[str, list[tuple[int, float]]]) -> np.ndarray:
+    """Curves (name -> [(step, value)]) as one (H, W, 3) uint8 plot; log scale when all are positive."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 3.6), dpi=100)
+    ax = fig.add_subplot()
+    for name, points in sorted(curves.items()):
+        steps, values = zip(*sorted(points))
+        ax.plot(steps, values, label=name, linewidth=1)
+    if all(v > 0 for points in curves.values() for _, v in points):
+        ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
 def normal_to_rgb(normal: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     """Camera-space normals (H, W, 3) -> the usual RGB visualization (background black)."""
     rgb = ((np.clip(normal, -1, 1) * 0.5 + 0.5) * 255).round().astype(np.uint8)

@@ -71,6 +71,16 @@ class Tracker:
         if self.active:
             self.client.log_image(self.run_id, image, artifact_file=f"{name}/step_{step:08d}.png")
 
+    def log_loss_curves(self, step: int) -> None:
+        """The run's train/*loss curves as one image (`loss_curves/`), read back from the store so
+        that a resumed run's picture holds all of its steps."""
+        if not self.active:
+            return
+        keys = [k for k in self.client.get_run(self.run_id).data.metrics if k.startswith("train/") and k.endswith("loss")]
+        curves = {k: [(m.step, m.value) for m in self.client.get_metric_history(self.run_id, k)] for k in keys}
+        if curves:
+            self.log_image("loss_curves", tracking.curves_image(curves), step)
+
     def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
         if self.active:
             self.client.log_artifact(self.run_id, str(path), artifact_path)

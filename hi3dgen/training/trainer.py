@@ -46,7 +46,7 @@ class TrainerConfig:
     seed: int = 0
     log_every: int = 10
     val_every: int = 0  # 0: validate only at the end
-    vis_every: int = 0  # 0: never
+    vis_every: int = 0  # 0: only at the end
     ckpt_every: int = 200
 
     def __post_init__(self):
@@ -276,6 +276,8 @@ class Trainer:
             if self.step >= self.cfg.steps:
                 if not self._due(self.cfg.val_every):
                     metrics = self._run_evaluate()
+                if not self._due(self.cfg.vis_every):
+                    self._run_visualize()
                 self._finish()
         except BaseException:
             self.tracker.end("FAILED")
@@ -293,5 +295,6 @@ class Trainer:
             path = self.out_dir / "model.pt"
             checkpoint.save(path, {"kind": self.kind, "config": self.run_config, "model": self.export_weights()})
             self.tracker.log_artifact(path, "model")
+            self.tracker.log_loss_curves(self.step)
             self.tracker.register_model(f"{tracking.REGISTERED_PREFIX}{self.kind}", "model")
         self.tracker.end("FINISHED")

@@ -101,7 +101,9 @@ def test_mlflow_tracking_for_real(tmp_path, monkeypatch):
     assert {"train/loss", "train/lr", "train/samples_per_s", "val/NE", "val/SNE"} <= set(run.data.metrics)
     assert len(client.get_metric_history(run.info.run_id, "train/loss")) == 4
     arts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"val_grid", "model"} <= arts
+    assert {"val_grid", "model", "loss_curves"} <= arts
+    curves = client.list_artifacts(run.info.run_id, "loss_curves")
+    assert [a.path for a in curves] == ["loss_curves/step_00000004.png"] and curves[0].file_size > 1000
     grid = client.list_artifacts(run.info.run_id, "val_grid")[0]
     assert grid.path.endswith(".png")
     assert [a.path for a in client.list_artifacts(run.info.run_id, "model")] == ["model/model.pt"]
