@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -55,3 +56,9 @@ def make(tmp: Path, overrides: dict | None = None) -> Path:
     run(root, "make", "setup")  # as on a fresh clone: the shared .venv is installed, data/ is not there yet
     assert (root / "data" / "local").is_dir()
     return root
+
+
+def shard_digests(root: Path) -> dict[str, str]:
+    """sha256 of every shard tar of a project, by path."""
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted((root / "outputs" / "shards").rglob("*.tar"))}

@@ -1,8 +1,13 @@
-"""The data stages through DVC on a fresh copy of the project: `dvc repro shard` runs them, an
-unchanged rerun does nothing, a render parameter reruns only render and shard."""
+"""The data stages through DVC on fresh copies of the project: `dvc repro shard` runs them, a
+`kill -9` of render (and its Ray workers) mid-stage resumes to byte-identical shards, an unchanged
+rerun does nothing, a render parameter reruns only render and shard."""
 
 import json
+import os
 import re
+import signal
+import subprocess
+import time
 
 import pytest
 import yaml
@@ -16,14 +21,30 @@ def _ran(out: str) -> list[str]:
     return re.findall(r"Running stage '([^']+)'", out)
 
 
-def test_dvc_repro_data_stages(tmp_path):
-    root = project.make(tmp_path)
+def _kill_render_midway(root) -> None:
+    proc = subprocess.Popen(["dvc", "repro", "--single-item", "render"], cwd=root, env=project.env(root),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    views = root / "outputs" / "render" / "views"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not (views.exists() and any(views.iterdir())):
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # kill -9 the stage and its Ray workers mid-render
+    proc.wait()
+
+
+def test_dvc_repro_data_stages_and_a_killed_render(tmp_path):
+    root = project.make(tmp_path / "a")
     first = project.run(root, "dvc", "repro", "shard")
     assert _ran(first.stdout) == ["synthesize", "ingest", "filter", "render", "shard"]
-    shards = json.loads((root / "outputs" / "shards" / "shards.json").read_text())
-    assert shards  # a shard manifest was written
-    tars = {p.name: p.read_bytes() for p in (root / "outputs" / "shards").rglob("*.tar")}
-    assert tars
+    assert json.loads((root / "outputs" / "shards" / "shards.json").read_text())
+    expected = project.shard_digests(root)
+    assert expected
+
+    killed = project.make(tmp_path / "b")
+    project.run(killed, "dvc", "repro", "filter")
+    _kill_render_midway(killed)
+    project.run(killed, "dvc", "repro", "shard")
+    assert project.shard_digests(killed) == expected
 
     again = project.run(root, "dvc", "repro", "shard")
     assert _ran(again.stdout) == []

@@ -19,7 +19,8 @@ def _free_port():
 
 
 def test_deploy_and_trigger(tmp_path):
-    root = project.make(tmp_path, {"synthesize": {"count": 2}, "render": {"views": 4, "resolution": 32}})
+    root = project.make(tmp_path, {"synthesize": {"count": 2}, "render": {"views": 4, "resolution": 32},
+                                   "executor": {"kind": "inline"}})  # Ray: the other end-to-end tests
     port = _free_port()
     env = project.env(root)
     env["PREFECT_API_URL"] = f"http://127.0.0.1:{port}/api"
