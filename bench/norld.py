@@ -3,13 +3,16 @@
     python bench/norld.py vae      --data SHARDS --out RUN [--preset small] [--steps N]
     python bench/norld.py speed    --vae RUN/model.pt --data SHARDS [--preset small] [--out bench.json]
     python bench/norld.py ablation --vae RUN/model.pt --data SHARDS --out DIR [--preset small] [--steps N]
+    CUDA_LAUNCH_BLOCKING=1 python bench/norld.py profile --vae RUN/model.pt [--preset small] [--steps N]
 
 `speed`: the trainer's own step (fused AdamW, EMA, clipping; bf16 autocast on CUDA, no
 torch.compile so timings exclude compilation) with λ = 0 and with the preset's regularizer, and
 generation latency (NiRNE at 512^2, NoRLD Euler sampling with CFG, VAE decode and marching cubes)
 with untrained NiRNE and NoRLD weights (latency does not depend on them). `ablation`: λ > 0 vs
 λ = 0 with the same data, steps and seed, each evaluated on the val split (Chamfer, F-score,
-normal consistency, NE/SNE of rendered normals). Runs on CPU too (without MLflow).
+normal consistency, NE/SNE of rendered normals). `profile`: the time per regularized step in each of
+the library's `record_function` ranges (loss, extraction and its parts, rendering, backward). Runs on
+CPU too (without MLflow).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import statistics
 import sys
 import time
@@ -156,6 +160,37 @@ def cmd_speed(args) -> dict:
     return result
 
 
+PROFILED = ("trainer.loss", "norld.reg.extract", "extract.sdf_grid", "extract.marching_cubes", "extract.refine",
+            "norld.reg.render", "trainer.backward")
+
+
+def cmd_profile(args) -> dict:
+    """Where a regularized step's time goes: the library's `record_function` ranges over `--steps`
+    steps with the regularizer on each, run with CUDA_LAUNCH_BLOCKING=1 (set by the caller) so
+    that each range's wall time includes its kernels."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cfg = norld_config(args)
+    cfg.reg = dataclasses.replace(cfg.reg, share=1.0, t_min=0.0, t_max=1.0)
+    t = make_trainer(cfg, Path(args.out or "bench_norld") / "profile")
+    batches = [next(t.data) for _ in range(2)]
+    for i in range(args.warmup):
+        t.train_step(batches[i % 2])
+    sync(t.device)
+    start = time.perf_counter()
+    # CPU events only: with CUDA activity too, torch 2.11 grouped each range with its device-side
+    # annotation and reported 0 ms CPU time for it (seen on the H200)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for i in range(args.steps):
+            t.train_step(batches[i % 2])
+        sync(t.device)
+    step_ms = (time.perf_counter() - start) * 1e3 / args.steps
+    ranges = {e.key: e.cpu_time_total / 1e3 / args.steps for e in prof.key_averages() if e.key in PROFILED}
+    return {"step_ms": step_ms, "launch_blocking": os.environ.get("CUDA_LAUNCH_BLOCKING") == "1",
+            "samples": cfg.reg.max_samples, "views": cfg.reg.views,
+            "ms_per_step": {k: ranges.get(k) for k in PROFILED}}
+
+
 def cmd_ablation(args) -> dict:
     results = {}
     for name, weight in (("lambda0", 0.0), (f"lambda{args.weight:g}", args.weight)):
@@ -185,7 +220,7 @@ def save(args, result: dict) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("command", choices=("vae", "speed", "ablation"))
+    p.add_argument("command", choices=("vae", "speed", "profile", "ablation"))
     p.add_argument("--data", default="toy")
     p.add_argument("--vae")
     p.add_argument("--out")
@@ -198,9 +233,10 @@ def main() -> None:
     p.add_argument("--weight", type=float, default=1.0, help="ablation: λ of the regularized run")
     p.add_argument("--sample-steps", type=int, default=25)
     args = p.parse_args()
-    if args.command == "speed":
-        args.steps = args.steps or 20
-    result = {"vae": cmd_vae, "speed": cmd_speed, "ablation": cmd_ablation}[args.command](args)
+    if args.command in ("speed", "profile"):
+        args.steps = args.steps or {"speed": 20, "profile": 5}[args.command]
+    commands = {"vae": cmd_vae, "speed": cmd_speed, "profile": cmd_profile, "ablation": cmd_ablation}
+    result = commands[args.command](args)
     print(json.dumps(result, indent=2, default=float))
     save(args, result)
 

@@ -17,6 +17,7 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.profiler import record_function
 
 SDFFn = Callable[[torch.Tensor], torch.Tensor]  # (P, 3) points -> (P,) signed distances
 
@@ -90,17 +91,26 @@ def extract(fn: SDFFn, cfg: ExtractConfig, device=None, grid: torch.Tensor | Non
 
     r = cfg.resolution
     if grid is None:
-        grid = sdf_grid(fn, cfg, device)
-    values = grid.detach().cpu().numpy().astype(np.float32)
-    values[values == 0] = 1e-9  # a vertex exactly on a grid point would have no edge of its own
-    if values.min() >= 0 or values.max() <= 0:
-        return None
-    idx_verts, faces, _, _ = marching_cubes(values, 0.0)  # default gradient direction: outward for SDF < 0 inside
+        with record_function("extract.sdf_grid"):
+            grid = sdf_grid(fn, cfg, device)
+    with record_function("extract.marching_cubes"):  # on the CPU: the grid goes to the host
+        values = grid.detach().cpu().numpy().astype(np.float32)
+        values[values == 0] = 1e-9  # a vertex exactly on a grid point would have no edge of its own
+        if values.min() >= 0 or values.max() <= 0:
+            return None
+        idx_verts, faces, _, _ = marching_cubes(values, 0.0)  # default gradient direction: outward for SDF < 0 inside
     if len(faces) == 0:
         return None
+    with record_function("extract.refine"):
+        return _refine(fn, cfg, grid.device, idx_verts, faces)
+
+
+def _refine(fn: SDFFn, cfg: ExtractConfig, device, idx_verts: np.ndarray, faces: np.ndarray) -> Mesh:
+    """Marching-cubes vertices placed again on their grid edges from SDF values queried with gradients."""
+    r = cfg.resolution
     a, b = _edges(idx_verts, r)
     step = 2 * cfg.bound / (r - 1)
-    ends = torch.from_numpy(np.concatenate([a, b])).to(device=grid.device, dtype=torch.float32) * step - cfg.bound
+    ends = torch.from_numpy(np.concatenate([a, b])).to(device=device, dtype=torch.float32) * step - cfg.bound
     f = _evaluate(fn, ends, cfg.chunk)
     f = f if f.dtype == torch.float64 else f.float()  # vertices in float32, or float64 for a float64 SDF
     ends = ends.to(f.dtype)
@@ -110,4 +120,4 @@ def extract(fn: SDFFn, cfg: ExtractConfig, device=None, grid: torch.Tensor | Non
     t = (fa / den).clamp(0.0, 1.0)[:, None]
     pa, pb = ends[: len(a)], ends[len(a):]
     vertices = pa + t * (pb - pa)
-    return Mesh(vertices, torch.from_numpy(faces.astype(np.int64)).to(grid.device))
+    return Mesh(vertices, torch.from_numpy(faces.astype(np.int64)).to(device))

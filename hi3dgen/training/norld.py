@@ -21,6 +21,7 @@ import os
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.profiler import record_function
 
 from hi3dgen.eval.normals import NormalMetrics, NormalMetricsConfig
 from hi3dgen.geometry.mesh_extract import ExtractConfig
@@ -159,9 +160,10 @@ class NoRLDTrainer(Trainer):
         """Mean masked normal error of the meshes of latents z at their rows' ground-truth views.
         A latent that decodes to no surface costs the maximum error 1 (without a gradient)."""
         reg = self.run_cfg.reg
-        meshes = self.vae.extract_meshes(z, reg.extract)
+        with record_function("norld.reg.extract"):
+            meshes = self.vae.extract_meshes(z, reg.extract)
         errors = []
-        with torch.autocast(self.device.type, enabled=False):
+        with torch.autocast(self.device.type, enabled=False), record_function("norld.reg.render"):
             for mesh, i in zip(meshes, rows.tolist()):
                 if mesh is None:
                     errors.append(z.new_ones(()))

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.profiler import record_function
 
 from hi3dgen import tracking
 from hi3dgen.training import checkpoint
@@ -195,10 +196,11 @@ class Trainer:
     def train_step(self, batch: dict) -> dict[str, torch.Tensor]:
         """One optimizer step; returns detached metrics (tensors: no device sync here)."""
         batch = self._to_device(batch)
-        with self._autocast():
+        with self._autocast(), record_function("trainer.loss"):
             loss, metrics = self.compute_loss(self.train_model, batch)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        with record_function("trainer.backward"):
+            loss.backward()
         out = {"loss": loss.detach(), **{k: v.detach() for k, v in metrics.items()}}
         if self.cfg.optim.grad_clip > 0:
             out["grad_norm"] = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.optim.grad_clip)
