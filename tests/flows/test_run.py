@@ -26,8 +26,10 @@ def _runs(root):
 
 STAGES = ["synthesize", "ingest", "filter", "render", "shard", "nirne_stage1", "nirne_stage2", "eval_nirne",
           "vae", "norld", "eval_norld"]
-TINY_TRAINING = {"nirne": {"steps1": 8, "steps2": 4}, "vae": {"steps": 40}, "norld": {"steps": 6},
-                 "eval_norld": {"shapes": 2, "steps": 2, "grid": 24}}
+# Ray's fan-out and its kill -9 are tested on the data stages (tests/test_dvc_stages.py); here the
+# stages run inline, which saves a Ray start per stage.
+TINY_DAG = {"executor": {"kind": "inline"}, "nirne": {"steps1": 8, "steps2": 4}, "vae": {"steps": 40},
+            "norld": {"steps": 6}, "eval_norld": {"shapes": 2, "steps": 2, "grid": 24}}
 
 
 def _rendered_image(root, path):
@@ -43,7 +45,7 @@ def _rendered_image(root, path):
 
 
 def test_run_lineage_rerun_generate_and_lock(tmp_path):
-    root = project.make(tmp_path, TINY_TRAINING)
+    root = project.make(tmp_path, TINY_DAG)
     out = project.run(root, "hi3dgen", "run").stdout
     assert "Where to look" in out
     runs = _runs(root)
