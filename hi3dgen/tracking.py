@@ -146,11 +146,24 @@ def _collect(client, run) -> tuple[dict, dict]:
     )
     for child in children:
         stage = child.data.tags.get("hi3dgen.stage", child.info.run_name)
-        for k, v in child.data.params.items():
+        source = next(iter(made_the_same(client, child)), child)  # a skipped stage: what it stands for
+        for k, v in source.data.params.items():
             params.setdefault(k, v)
-        for k, v in child.data.metrics.items():
+        for k, v in source.data.metrics.items():
             metrics[f"{stage}/{k}"] = v
     return params, metrics
+
+
+def made_the_same(client, child) -> list:
+    """For the child run of a stage that DVC skipped: the runs of that stage that ran and made the
+    same outputs (by their dvc.lock digest), newest first; for any other run, none."""
+    tags = child.data.tags
+    if tags.get("dvc.skipped") != "true" or not tags.get("dvc.lock.outputs") or not tags.get("hi3dgen.stage"):
+        return []
+    return client.search_runs([child.info.experiment_id],
+                              f"tags.`hi3dgen.stage` = '{tags['hi3dgen.stage']}' and "
+                              f"tags.`dvc.lock.outputs` = '{tags['dvc.lock.outputs']}' and tags.`dvc.skipped` = 'false'",
+                              order_by=["attributes.start_time DESC"], max_results=100)
 
 
 def compare(run_ids: list[str] | None = None, last: int = 2) -> str:
@@ -196,13 +209,8 @@ def registered_models(run_id: str) -> dict[str, str]:
     children = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run_id}'",
                                   max_results=500)
     run_ids = {run_id, *(c.info.run_id for c in children)}
-    for child in children:  # a stage DVC skipped trained nothing: its models are those of the run that
-        tags = child.data.tags  # made the same outputs
-        if tags.get("dvc.skipped") == "true" and tags.get("dvc.lock.outputs") and tags.get("hi3dgen.stage"):
-            same = client.search_runs([run.info.experiment_id],
-                                      f"tags.`hi3dgen.stage` = '{tags['hi3dgen.stage']}' and "
-                                      f"tags.`dvc.lock.outputs` = '{tags['dvc.lock.outputs']}'", max_results=500)
-            run_ids |= {r.info.run_id for r in same}
+    for child in children:  # a stage DVC skipped trained nothing: its models are those of the runs that
+        run_ids |= {r.info.run_id for r in made_the_same(client, child)}  # made the same outputs
     found: dict[str, tuple[int, str]] = {}
     for rid in run_ids:
         for version in client.search_model_versions(f"run_id = '{rid}'"):

@@ -84,3 +84,14 @@ def test_run_lineage_rerun_generate_and_lock(tmp_path):
     project.run(root, "hi3dgen", "generate", "--from-run", rerun_id, "--grid", "24", "--steps", "2",
                 "--out", str(tmp_path / "mesh.glb"), str(image))
     assert (tmp_path / "mesh.glb").stat().st_size > 0 and (tmp_path / "mesh.normal.png").stat().st_size > 0
+
+    # One evaluation knob changed: only eval_norld runs; compare shows that knob and every stage's
+    # key metrics for both runs (skipped stages show those of the run that made their outputs).
+    third = project.run(root, "hi3dgen", "run", "--set", "eval_norld.steps=3").stdout
+    ran = dict(re.findall(r"^(\w+)\s+(yes|skipped)\s+[\d.]+$", third, re.M))
+    assert sorted(ran) == sorted(STAGES) and [s for s, how in ran.items() if how == "yes"] == ["eval_norld"], third
+    table = project.run(root, "hi3dgen", "runs", "compare").stdout
+    rows = {line.split()[0] + " " + line.split()[1]: line.split()[2:] for line in table.splitlines()[1:]}
+    assert rows["param eval_norld.steps"] == ["3", "2"], table  # newest run first
+    for key in ("eval_norld/chamfer", "eval_norld/NE", "eval_nirne/SNE", "norld/train/samples_per_s"):
+        assert "-" not in rows[f"metric {key}"] and len(rows[f"metric {key}"]) == 2, table
