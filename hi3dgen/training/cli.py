@@ -159,11 +159,16 @@ def _predict(args) -> int:
     from hi3dgen.training.trainer import resolve_device
 
     model = load_nirne(args.checkpoint, resolve_device(args.device), use_ema=not args.no_ema)
+    return report_files("predict-normal", predict_files(model, args.images, args.out, args.max_side))
+
+
+def report_files(command: str, results) -> int:
+    """Print each input done, or its error on stderr; exit code 1 when any failed."""
     failed = 0
-    for path, error in predict_files(model, args.images, args.out, args.max_side):
+    for path, error in results:
         if error:
             failed += 1
-            print(f"hi3dgen predict-normal: {path}: {error}", file=sys.stderr)
+            print(f"hi3dgen {command}: {path}: {error}", file=sys.stderr)
         else:
             print(path)
     return 1 if failed else 0

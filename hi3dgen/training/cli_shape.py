@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 
-from hi3dgen.training.cli import add_eval_command, add_train_command, add_trainer_args, apply_trainer_args
+from hi3dgen.training.cli import (add_eval_command, add_train_command, add_trainer_args, apply_trainer_args,
+                                  report_files)
 
 
 def _shape_trainer_args(p) -> None:
@@ -130,11 +130,4 @@ def _generate(args) -> int:
     cfg = GenerateConfig(steps=args.steps, guidance=args.guidance, seed=args.seed, device=args.device,
                          extract=ExtractConfig(resolution=args.grid, coarse=coarse))
     gen = Generator.load(*_model_paths(args), cfg)
-    failed = 0
-    for path, error in generate_files(gen, args.images, args.out):
-        if error:
-            failed += 1
-            print(f"hi3dgen generate: {path}: {error}", file=sys.stderr)
-        else:
-            print(path)
-    return 1 if failed else 0
+    return report_files("generate", generate_files(gen, args.images, args.out))
