@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 import time
 
 import numpy as np
@@ -31,6 +32,7 @@ class Tracker:
         self.active = cfg.enabled and active
         self.client = None
         self.run_id: str | None = None
+        self._pending: list = []  # metric values the store has not taken yet (it was locked)
 
     def start(self, params: dict, run_id: str | None = None) -> str | None:
         """Open the run (see the module docstring) and log `params`."""
@@ -65,7 +67,28 @@ class Tracker:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+        self._pending += [Metric(k, float(v), now, step) for k, v in metrics.items()]
+        self.flush(wait=False)
+
+    def flush(self, wait: bool = True) -> None:
+        """Send the metric values the store has not taken. A locked sqlite store (another process
+        writing past MLflow's 20 s busy timeout) keeps them for the next call instead of stopping
+        training, with a line on stderr; with `wait` (the run's end) the store must take them."""
+        if not self.active:
+            return
+        from mlflow.exceptions import MlflowException
+
+        while self._pending:
+            batch = self._pending[:1000]  # MLflow's limit per batch
+            try:
+                self.client.log_batch(self.run_id, metrics=batch)
+            except MlflowException as exc:
+                if wait or "database is locked" not in str(exc):
+                    raise
+                print(f"hi3dgen: the MLflow store {tracking.tracking_uri()} is locked; {len(self._pending)} metric "
+                      "values are kept and sent with the next ones", file=sys.stderr, flush=True)
+                return
+            del self._pending[: len(batch)]
 
     def log_image(self, name: str, image: np.ndarray, step: int) -> None:
         if self.active:
@@ -76,6 +99,7 @@ class Tracker:
         that a resumed run's picture holds all of its steps."""
         if not self.active:
             return
+        self.flush()
         keys = [k for k in self.client.get_run(self.run_id).data.metrics if k.startswith("train/") and k.endswith("loss")]
         curves = {k: [(m.step, m.value) for m in self.client.get_metric_history(self.run_id, k)] for k in keys}
         if curves:
@@ -100,4 +124,5 @@ class Tracker:
 
     def end(self, status: str = "FINISHED") -> None:
         if self.active and self.run_id:
+            self.flush()
             self.client.set_terminated(self.run_id, status)

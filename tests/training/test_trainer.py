@@ -112,3 +112,30 @@ def test_mlflow_tracking_for_real(tmp_path, monkeypatch):
     img = np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(
         client.download_artifacts(run.info.run_id, grid.path, str(tmp_path))))
     assert img.shape == (2 * 16, 4 * 16, 3)  # 2 samples x (input | prediction | ground truth | error)
+
+
+def test_a_locked_mlflow_store_delays_metrics_but_loses_none(tmp_path, monkeypatch, capsys):
+    import sqlite3
+    import threading
+
+    from mlflow.tracking import MlflowClient
+
+    from hi3dgen.training.tracking import Tracker, TrackingConfig
+
+    db = tmp_path / "mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")
+    monkeypatch.setenv("HI3DGEN_STATE", str(tmp_path / "state"))
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    tracker = Tracker(TrackingConfig(experiment="lock-test"))
+    tracker.start({"a": 1})
+    holder = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN EXCLUSIVE")  # another process writing, past MLflow's 20 s busy timeout
+    release = threading.Timer(22, lambda: holder.execute("COMMIT"))
+    release.start()
+    tracker.log_metrics({"train/loss": 2.0}, 1)  # waits 20 s, then keeps the value
+    assert "is locked" in capsys.readouterr().err
+    release.join()
+    tracker.log_metrics({"train/loss": 1.0}, 2)
+    tracker.end()
+    history = MlflowClient().get_metric_history(tracker.run_id, "train/loss")
+    assert sorted((m.step, m.value) for m in history) == [(1, 2.0), (2, 1.0)]
