@@ -68,12 +68,14 @@ SHARDS = OUT / "shards"
 
 
 def run_dir(name: str, run_config: dict) -> Path:
-    """A training stage's run folder: kept (a killed run resumes from its checkpoint) while the
-    run config is the same, emptied when it changed (a changed parameter is a new run)."""
+    """A training stage's run folder: kept while the run config is the same and the run has not
+    finished (a killed run resumes from its checkpoint), emptied otherwise. DVC reruns a finished
+    stage only when its code, data or parameters changed: that is a new run, not a resume."""
     out = MODELS / name
     marker = out / "run_config.json"
     fp = manifest.fingerprint(run_config)
-    if out.exists() and (not marker.exists() or json.loads(marker.read_text()).get("fingerprint") != fp):
+    finished = (out / "model.pt").exists()
+    if out.exists() and (finished or not marker.exists() or json.loads(marker.read_text()).get("fingerprint") != fp):
         shutil.rmtree(out)
     io.write_json(marker, {"fingerprint": fp, "config": run_config})
     return out
