@@ -1,5 +1,6 @@
 """DVC stage `norld`: flow matching in the trained VAE's latent space, with the online normal
-regularizer (params.yaml `norld.reg`: λ as `weight`, `share`, `t_min`, `t_max`, `views`, ...)."""
+regularizer (params.yaml `norld.reg`: λ as `weight`, `share`, `t_max`, or any other field of its
+config; null keeps the preset's value)."""
 
 import dataclasses
 
@@ -12,7 +13,7 @@ VAE = MODELS / "vae" / "model.pt"
 def main() -> None:
     p = params("norld")
     cfg = preset_config(p["preset"], str(VAE))
-    cfg.reg = dataclasses.replace(cfg.reg, **(p.get("reg") or {}))
+    cfg.reg = dataclasses.replace(cfg.reg, **{k: v for k, v in (p.get("reg") or {}).items() if v is not None})
     train("norld", train_norld, cfg, p.get("steps"))
 
 
