@@ -63,6 +63,13 @@ def log_rows(rows: list[dict], **extra: float) -> None:
     mlflow.log_metrics({**metrics, **extra})
 
 
+def log_result(result: dict) -> None:
+    """An evaluation's figures (numbers only, missing ones left out) as MLflow metrics."""
+    import mlflow
+
+    mlflow.log_metrics({k: v for k, v in result.items() if isinstance(v, (int, float)) and v is not None})
+
+
 MODELS = OUT / "models"
 SHARDS = OUT / "shards"
 

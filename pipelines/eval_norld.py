@@ -1,11 +1,9 @@
 """DVC stage `eval_norld`: generation from the val split's ground-truth normal maps, scored by
 Chamfer, F-score, normal consistency and NE/SNE of the rendered normals -> metrics/norld.json."""
 
-import mlflow
-
 from hi3dgen.geometry.mesh_extract import ExtractConfig
 from hi3dgen.training.norld import SampleConfig, evaluate_checkpoints
-from pipelines.common import MODELS, ROOT, SHARDS, params, stage
+from pipelines.common import MODELS, ROOT, SHARDS, log_result, params, stage
 from pipelines.norld import VAE
 
 
@@ -16,7 +14,7 @@ def main() -> None:
                                       ROOT / "metrics" / "norld.json", split="val", limit=p["shapes"],
                                       sample=SampleConfig(p["steps"], p["guidance"], p["seed"]),
                                       extract=ExtractConfig(resolution=p["grid"]))
-        mlflow.log_metrics({k: v for k, v in result.items() if isinstance(v, (int, float)) and v is not None})
+        log_result(result)
 
 
 if __name__ == "__main__":

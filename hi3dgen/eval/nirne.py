@@ -3,7 +3,6 @@ each view predicted at its own resolution, as at inference."""
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterable
 
@@ -37,7 +36,7 @@ def evaluate_checkpoint(checkpoint: str, data: str, out: str | os.PathLike | Non
 
     model = load_nirne(checkpoint, resolve_device(device), use_ema)
     result = evaluate_views(model, eval_views(NiRNEDataConfig(shards=data), split, domain), max_side=max_side, limit=limit)
-    result = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in result.items()}
+    result = io.nan_to_none(result)
     result.update(checkpoint=str(checkpoint), data=str(data), split=split, domain=domain)
     if out is not None:
         io.write_json(out, result)

@@ -237,7 +237,7 @@ def evaluate_checkpoints(norld_path: str, vae_path: str, data: str, out: str | o
     samples = val_samples(ShapeDataConfig(shards=data, val_shapes=limit), split=split)
     result = evaluate_generation(model, vae, samples, sample or SampleConfig(), extract or ExtractConfig(resolution=129),
                                  NormalMetricsConfig(), dev)
-    result = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in result.items()}
+    result = io.nan_to_none(result)
     result.update(shapes=len(samples), norld=str(norld_path), vae=str(vae_path), data=str(data), split=split)
     if out is not None:
         io.write_json(out, result)
