@@ -1,6 +1,7 @@
 """Image -> mesh: NiRNE normal map -> NoRLD latent (Euler sampling with classifier-free guidance)
 -> shape VAE decode -> marching cubes -> GLB in the unit cube (the asset contract), with the
-predicted normal map saved beside it. One image or a folder of them.
+predicted normal map and a preview (the input, its normal map, the mesh from a few views) saved
+beside it. One image or a folder of them.
 """
 
 from __future__ import annotations
@@ -108,6 +109,27 @@ def generate(image, nirne_ckpt, vae_ckpt, norld_ckpt, steps: int = 25, guidance:
     return gen(rgb, fg)[0]
 
 
+def preview(rgb: np.ndarray, fg: np.ndarray, normal: np.ndarray, mesh, views: int = 4, size: int = 256) -> np.ndarray:
+    """The input image, its predicted normal map and the mesh shaded from `views` cameras around it,
+    side by side as one (size, (2 + views) * size, 3) uint8 image: people judge a mesh by looking."""
+    import cv2
+
+    from hi3dgen.render.backend import get_backend
+    from hi3dgen.render.cameras import orbit_cameras
+    from hi3dgen.tracking import grid, normal_to_rgb
+
+    def square(img: np.ndarray) -> np.ndarray:
+        h, w = img.shape[:2]
+        side = max(h, w)
+        out = np.zeros((side, side, 3), np.uint8)
+        out[(side - h) // 2:(side - h) // 2 + h, (side - w) // 2:(side - w) // 2 + w] = img
+        return cv2.resize(out, (size, size), interpolation=cv2.INTER_AREA)
+
+    image = (np.clip(rgb, 0, 1) * fg[..., None] * 255).round().astype(np.uint8)
+    renders = get_backend("embree").render(mesh, orbit_cameras(views, size, elevation_deg=(10.0, 35.0)))
+    return grid([square(image), square(normal_to_rgb(normal, fg)), *(v.rgb for v in renders)], cols=2 + views)
+
+
 def image_paths(inputs: list[str]) -> list[Path]:
     """Files as given, and the images inside given folders (sorted)."""
     out = []
@@ -119,9 +141,12 @@ def image_paths(inputs: list[str]) -> list[Path]:
     return out
 
 
-def generate_files(gen: Generator, inputs: list[str], out: str | os.PathLike) -> list[tuple[str, str | None]]:
+def generate_files(gen: Generator, inputs: list[str], out: str | os.PathLike,
+                   run_id: str | None = None) -> list[tuple[str, str | None]]:
     """Writes OUT (one image: a .glb path) or OUT/<stem>.glb (several, or a folder), each with
-    <stem>.normal.png beside it; returns (input, error or None) per image."""
+    <stem>.normal.png and <stem>.preview.png beside it, also logged to the MLflow run `run_id` when
+    given (under `generate/`); returns (input, error or None) per image."""
+    from hi3dgen import tracking
     from hi3dgen.assets.mesh import save_glb
     from hi3dgen.training.predict import read_image
 
@@ -134,8 +159,12 @@ def generate_files(gen: Generator, inputs: list[str], out: str | os.PathLike) ->
         try:
             rgb, fg = read_image(path)
             mesh, normal = gen(rgb, fg)
-            save_glb(mesh, glb)
-            io.write_bytes(glb.with_suffix(".normal.png"), codec.encode_normal(normal, fg))
+            files = [glb, glb.with_suffix(".normal.png"), glb.with_suffix(".preview.png")]
+            save_glb(mesh, files[0])
+            io.write_bytes(files[1], codec.encode_normal(normal, fg))
+            io.write_bytes(files[2], codec.encode_rgb(preview(rgb, fg, normal, mesh)))
+            if run_id:
+                tracking.log_files(run_id, files, "generate")
             results.append((str(path), None))
         except (OSError, ValueError) as exc:
             results.append((str(path), str(exc)))

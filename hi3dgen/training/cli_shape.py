@@ -61,7 +61,9 @@ def register(subparsers) -> None:
     p.add_argument("--nirne", help="NiRNE checkpoint (RUN/model.pt or RUN/checkpoints/last.pt)")
     p.add_argument("--vae", help="shape VAE (RUN/model.pt)")
     p.add_argument("--norld", help="NoRLD (RUN/model.pt)")
-    p.add_argument("--out", required=True, help="mesh.glb for one image, else a folder for <stem>.glb")
+    p.add_argument("--out", required=True, help="mesh.glb for one image, else a folder for <stem>.glb (each with "
+                                                "<stem>.normal.png and <stem>.preview.png; with --from-run, "
+                                                "also in that run's artifacts)")
     p.add_argument("images", nargs="+", help="image files or folders of images")
     _sampling_args(p)
     p.set_defaults(func=_generate)
@@ -130,4 +132,4 @@ def _generate(args) -> int:
     cfg = GenerateConfig(steps=args.steps, guidance=args.guidance, seed=args.seed, device=args.device,
                          extract=ExtractConfig(resolution=args.grid, coarse=coarse))
     gen = Generator.load(*_model_paths(args), cfg)
-    return report_files("generate", generate_files(gen, args.images, args.out))
+    return report_files("generate", generate_files(gen, args.images, args.out, run_id=args.from_run))
