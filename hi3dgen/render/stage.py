@@ -13,7 +13,6 @@ from hi3dgen import io
 from hi3dgen.assets import mesh as am
 from hi3dgen.data import codec
 from hi3dgen.data import manifest as mf
-from hi3dgen.data.shards import sha256_file
 from hi3dgen.parallel import ExecutorConfig, run_stage
 from hi3dgen.render import backend as rb
 from hi3dgen.render.cameras import Camera, asset_seed, orbit_cameras
@@ -101,7 +100,7 @@ def render_assets(
         if row["status"] == "accepted":
             item["input_path"] = str(in_dir / row["path"])
             # a changed asset is re-rendered (run_stage redoes items whose content changed)
-            item["input_sha256"] = row.get("sha256") or sha256_file(item["input_path"])
+            item["input_sha256"] = row.get("sha256") or io.sha256_file(item["input_path"])
         items.append(item)
     if config.backend == "nvdiffrast" and not executor.gpus_per_task:
         executor = dataclasses.replace(executor, gpus_per_task=NVDIFFRAST_GPUS_PER_TASK)
@@ -116,4 +115,5 @@ def render_assets(
         config={**dataclasses.asdict(config), "backend_version": rb.version(config.backend)},
         executor=executor,
         output_dirs=(VIEWS_DIR,),
+        inputs=(in_dir,),
     )

@@ -12,6 +12,7 @@ import hashlib
 import os
 from pathlib import Path
 
+from hi3dgen import lineage
 from hi3dgen.assets.mesh import make_asset_id
 from hi3dgen.parallel import ExecutorConfig, run_stage
 from hi3dgen.sources.sandbox import FORMATS, Limits, load_isolated
@@ -100,7 +101,9 @@ def ingest_local(
             "limits": dataclasses.asdict(limits),
             "up_axis": up_axis,
         })
-    config = {"source": "local", "limits": dataclasses.asdict(limits), "up_axis": up_axis}
+    config = {"source": "local", "limits": dataclasses.asdict(limits), "up_axis": up_axis,
+              "libraries": lineage.versions("trimesh", "numpy")}
     return run_stage(
-        "ingest", out, items, ingest_file, config=config, executor=executor, output_dirs=("assets",)
+        "ingest", out, items, ingest_file, config=config, executor=executor, output_dirs=("assets",),
+        inputs=(src,),
     )

@@ -1,9 +1,12 @@
 import os
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 import trimesh
 
+from hi3dgen import io
 from hi3dgen.assets.mesh import normalize, save_glb
 from hi3dgen.cli import main as cli
 from hi3dgen.data import codec
@@ -79,8 +82,7 @@ def test_deterministic_resumable_and_rerendered_on_change(inputs, tmp_path):
     files = _files(a)
     assert files == _files(b) and not any(k.endswith("rgb.png") for k in files)
     # a killed run's half-written folder is never trusted; a finished one is not redone
-    half = a / "views" / "ring.tmp-x1y2"
-    half.mkdir()
+    half = Path(tempfile.mkdtemp(prefix="ring" + io.TMP_MARK, dir=a / "views"))
     (half / "000.normal.png").write_bytes(b"torn")
     stamp = {p.name: os.stat(p).st_ino for p in (a / "views").iterdir() if p != half}
     render_assets(inputs, a, cfg, INLINE)
