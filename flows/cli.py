@@ -48,6 +48,10 @@ def _run(args) -> int:
         changes = params.apply(args.preset, args.sets)
         for key, value in changes.items():
             print(f"params.yaml: {key} = {value}")
+        from hi3dgen import lineage
+
+        for stage, (added, removed) in lineage.sync_dvc_deps(project.root() / "dvc.yaml", write=True).items():
+            print(f"dvc.yaml: {stage} deps follow its imports: +{added or '[]'} -{removed or '[]'}")
         _enter_project()
         from flows.pipeline import end_to_end
 
