@@ -1,6 +1,6 @@
-"""The project's local Ray listens on loopback only: no server of its session (GCS, raylet, the
-driver's and the workers' gRPC, dashboard and runtime-env agents, metrics) is reachable from
-another machine."""
+"""The project's local Ray listens on loopback only: once a task ran, no server of its session
+(GCS, raylet, the driver's and the workers' gRPC, the agents) is reachable from another machine.
+Metrics servers that come up seconds later bind by the same node IP."""
 
 import ipaddress
 import os
