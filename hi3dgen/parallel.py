@@ -41,17 +41,27 @@ class ExecutorConfig:
             raise ValueError(f"executor kind must be 'ray' or 'inline', not {self.kind!r}")
 
 
-def init_ray(cfg: ExecutorConfig):
+def init_ray(cfg: ExecutorConfig, **init_kwargs):
+    """Join the Ray cluster at `cfg.address` (or RAY_ADDRESS), else start a local Ray whose servers
+    all listen on loopback only; `init_kwargs` go to `ray.init` (a runtime_env, say)."""
     import ray
+    from ray._private import ray_constants
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     if not ray.is_initialized():
         address = cfg.address or os.environ.get("RAY_ADDRESS")
-        kwargs = dict(ignore_reinit_error=True, include_dashboard=False, log_to_driver=True)
+        kwargs = dict(ignore_reinit_error=True, include_dashboard=False, log_to_driver=True,
+                      **init_kwargs)
         if address:
             ray.init(address=address, **kwargs)
         else:
+            # Ray's servers (GCS, raylet, workers, agents, metrics) bind to loopback only when the
+            # node IP is loopback, else to all interfaces. On Linux `ray.init` turns a loopback
+            # `_node_ip_address` back into the machine's IP (services.resolve_ip_for_localhost);
+            # loopback is its choice only with clusters off, Ray's default on macOS and Windows
+            # (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, read into this constant when ray is imported).
+            ray_constants.ENABLE_RAY_CLUSTER = False
             ray.init(num_cpus=cfg.workers or os.cpu_count(), **kwargs)
     return ray
 
