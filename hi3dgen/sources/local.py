@@ -98,7 +98,7 @@ def find_files(src: Path, skip: Path | None = None) -> list[tuple[Path, str | No
         try:
             st = folder.stat()
             with os.scandir(folder) as it:
-                entries = sorted(it, key=lambda e: e.name)
+                entries = list(it)
         except OSError as exc:
             found.append((folder, f"unreadable_folder: {folder}: {exc.strerror or exc}"))
             continue
