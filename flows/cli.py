@@ -79,6 +79,9 @@ def _deploy(args) -> int:
             file=sys.stderr,
         )
         return 2
+    from flows import project
+
+    project.preflight(project.environment())
     _enter_project()
     from flows.pipeline import dataset_refresh
 

@@ -19,6 +19,7 @@ from hi3dgen.render.cameras import Camera, asset_seed, orbit_cameras
 
 VIEWS_DIR = "views"
 NVDIFFRAST_GPUS_PER_TASK = 0.125  # tasks share a GPU: rasterizing is quick, PNG encoding is not
+MAX_RESOLUTION = 4096  # a view takes ~115 bytes a pixel to render and encode (embree, measured): ~2 GB at 4096²
 
 
 @dataclasses.dataclass
@@ -35,9 +36,12 @@ class RenderConfig:
     def __post_init__(self):
         rb.check_name(self.backend)
         self.elevation_deg = tuple(float(e) for e in self.elevation_deg)
-        if self.views < 1 or self.resolution < 1:
-            raise ValueError(f"views and resolution must be positive, got {self.views}, "
-                             f"{self.resolution}")
+        if self.views < 1:
+            raise ValueError(f"views must be at least 1, not {self.views}")
+        if not 1 <= self.resolution <= MAX_RESOLUTION:
+            raise ValueError(f"resolution must be in [1, {MAX_RESOLUTION}] pixels, not {self.resolution}")
+        if not 0 < self.fov_deg < 180:
+            raise ValueError(f"fov_deg must be in (0, 180), not {self.fov_deg}")
 
     def cameras(self, asset_id: str) -> list[Camera]:
         """This asset's cameras: the same for every backend and every rerun."""
