@@ -27,8 +27,9 @@ def register(sub) -> None:
     c.add_argument("--last", type=int, default=2, help="how many latest runs when none are given")
     c.set_defaults(func=_compare)
 
-    u = sub.add_parser("ui", help="start the MLflow UI on localhost")
+    u = sub.add_parser("ui", help="start the MLflow UI on localhost, on the training runs")
     u.add_argument("--port", type=int, default=5000)
+    u.add_argument("--host", default="127.0.0.1", help="the address to listen on (default: loopback only)")
     u.set_defaults(func=_ui)
 
 
@@ -99,10 +100,23 @@ def _compare(args) -> int:
 
 
 def _ui(args) -> int:
+    """`mlflow ui` on the project's store. MLflow 3 opens on its GenAI view unless the page's URL
+    asks for `workflowType=machine_learning` (the "Model training" toggle): print that URL."""
+    import socket
+
+    try:  # mlflow ui exits 0 when it cannot listen: check the address first
+        socket.create_server((args.host, args.port)).close()
+    except OSError as exc:
+        print(f"hi3dgen ui: cannot listen on {args.host}:{args.port} ({exc.strerror}); is another UI "
+              "running there? Choose another port with --port", file=sys.stderr)
+        return 2
     _enter_project()
     from hi3dgen import tracking
 
     uri = tracking.tracking_uri()
-    print(f"MLflow UI for {uri} on http://127.0.0.1:{args.port}", flush=True)
+    url = f"http://{args.host}:{args.port}/#/experiments/{tracking.setup()}?workflowType=machine_learning"
+    print(f"MLflow UI for {uri}: the training runs are at {url}", flush=True)
+    # Its job runner (a dozen processes) only runs GenAI judges and scorers: off unless asked for.
+    os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     os.execvp(sys.executable, [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
-                               "--host", "127.0.0.1", "--port", str(args.port)])
+                               "--host", args.host, "--port", str(args.port), "--workers", "1"])

@@ -21,8 +21,8 @@ from flows import params, project
 from hi3dgen import tracking
 
 
-def _dvc(args: list[str], logger, env: dict | None = None) -> tuple[int, str]:
-    """Run a dvc command in the project, streaming its output to the flow's log."""
+def _dvc(args: list[str], logger, env: dict | None = None) -> int:
+    """Run a dvc command in the project, streaming its output to the flow's log; its exit code."""
     cmd = [str(project.root() / ".venv" / "bin" / "dvc"), *args]
     if not (project.root() / ".venv" / "bin" / "dvc").exists():
         cmd[0] = "dvc"
@@ -30,11 +30,9 @@ def _dvc(args: list[str], logger, env: dict | None = None) -> tuple[int, str]:
         cmd, cwd=project.root(), env={**project.environment(), **(env or {})}, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
-    lines = []
     for line in proc.stdout:
-        lines.append(line)
         logger.info(line.rstrip())
-    return proc.wait(), "".join(lines)
+    return proc.wait()
 
 
 def lock_tags(stage: str) -> dict[str, str]:
@@ -55,23 +53,33 @@ def lock_tags(stage: str) -> dict[str, str]:
     return tags
 
 
+def changes(stage: str) -> dict:
+    """What DVC finds changed in a stage (its `dvc status` entry: deps, params, outs, command);
+    empty when `dvc repro` would skip it."""
+    from dvc.repo import Repo
+
+    with Repo(str(project.root())) as repo:
+        return repo.status(targets=[stage])
+
+
 @task(retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=5), task_run_name="{stage}")
 def run_stage(stage: str, mlflow_run_id: str) -> dict:
     """`dvc repro --single-item STAGE`: runs the stage only if its deps, params or outs changed.
     The stage logs into the MLflow child run `mlflow_run_id`."""
     logger = get_run_logger()
     t0 = time.monotonic()
-    code, out = _dvc(["repro", "--single-item", stage], logger, env={"MLFLOW_RUN_ID": mlflow_run_id})
+    changed = changes(stage)
+    logger.info(f"dvc status of {stage}: {json.dumps(changed) if changed else 'unchanged, DVC skips it'}")
+    code = _dvc(["repro", "--single-item", stage], logger, env={"MLFLOW_RUN_ID": mlflow_run_id})
     if code != 0:
         raise RuntimeError(f"stage {stage} failed (dvc exit code {code}); its log is above")
-    skipped = f"Stage '{stage}' didn't change, skipping" in out
-    return {"stage": stage, "skipped": skipped, "seconds": round(time.monotonic() - t0, 2)}
+    return {"stage": stage, "skipped": not changed, "seconds": round(time.monotonic() - t0, 2)}
 
 
 @task(retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=5))
 def push() -> None:
     """`dvc push` of every cached output to the configured remote."""
-    code, _ = _dvc(["push"], get_run_logger())
+    code = _dvc(["push"], get_run_logger())
     if code != 0:
         raise RuntimeError(f"dvc push failed (exit code {code}): is the DVC remote reachable?")
 

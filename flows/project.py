@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import sys
 from pathlib import Path
@@ -56,26 +55,25 @@ def environment() -> dict[str, str]:
 
 @contextlib.contextmanager
 def run_lock():
-    """One `hi3dgen run` per project at a time; the OS drops the lock if the holder dies."""
+    """One `hi3dgen run` per project at a time; the OS drops the lock if the holder dies. The lock
+    file names its holder for the refusal."""
+    from filelock import FileLock, Timeout
+
     path = state_dir() / "run.lock"
-    with open(path, "a+") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            holder = f.read().strip() or "another process"
-            raise RuntimeError(
-                f"another hi3dgen run is in progress in {root()} ({holder}); "
-                "wait for it to finish or stop it, then run again"
-            ) from None
-        f.seek(0)
-        f.truncate()
-        f.write(f"pid {os.getpid()}\n")
-        f.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    lock = FileLock(path, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        holder = path.read_text().strip() or "another process"
+        raise RuntimeError(
+            f"another hi3dgen run is in progress in {root()} ({holder}); "
+            "wait for it to finish or stop it, then run again"
+        ) from None
+    try:
+        path.write_text(f"pid {os.getpid()}\n")
+        yield
+    finally:
+        lock.release()
 
 
 def preflight(env: dict[str, str]) -> None:

@@ -82,10 +82,9 @@ def git_tags(root: str | os.PathLike | None = None) -> dict[str, str]:
         r = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
         return r.stdout.strip() if r.returncode == 0 else ""
 
-    return {
-        "git.commit": git("rev-parse", "HEAD") or "unknown",
-        "git.dirty": str(bool(git("status", "--porcelain", "--untracked-files=no"))).lower(),
-    }
+    # A run rewrites dvc.lock and metrics/, its own records: they do not make the code dirty.
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!dvc.lock", ":!metrics")
+    return {"git.commit": git("rev-parse", "HEAD") or "unknown", "git.dirty": str(bool(dirty)).lower()}
 
 
 @contextlib.contextmanager

@@ -60,7 +60,14 @@ def log_rows(rows: list[dict], **extra: float) -> None:
 
 
 def log_result(result: dict) -> None:
-    """An evaluation's figures (numbers only, missing ones left out) as MLflow metrics."""
+    """An evaluation's figures (numbers only, missing ones left out) as MLflow metrics, and what they
+    were measured on (checkpoint, data, split) as `eval.*` tags, paths relative to the project."""
     import mlflow
 
     mlflow.log_metrics({k: v for k, v in result.items() if isinstance(v, (int, float)) and v is not None})
+    mlflow.set_tags({f"eval.{k}": _relative(v) for k, v in result.items() if isinstance(v, str)})
+
+
+def _relative(value: str) -> str:
+    path = Path(value)
+    return path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else value

@@ -12,6 +12,7 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+RUN_RECORDS = ("dvc.lock", "metrics/")  # what a run writes for git to track (README, "Comparing runs")
 TINY = {
     "executor": {"kind": "ray", "workers": 2},
     "synthesize": {"count": 4},
@@ -37,12 +38,18 @@ def run(root: Path, *cmd: str, check: bool = True, timeout: int = 600) -> subpro
 
 
 def make(tmp: Path, overrides: dict | None = None) -> Path:
-    """Copy the tracked files into tmp/project, apply params overrides, commit, as a fresh clone."""
+    """Copy the project's files into tmp/project, apply params overrides, commit, as a fresh clone."""
     root = tmp / "project"
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO,
-                           capture_output=True, text=True, check=True).stdout.split()
+
+    def git_files(*flags):
+        return subprocess.run(["git", "ls-files", *flags], cwd=REPO, capture_output=True, text=True,
+                              check=True).stdout.split()
+
+    # Files not yet committed go along too, but not this workspace's uncommitted run records (a
+    # clone has a run's dvc.lock and metrics only once they are committed).
+    files = git_files("-c") + [f for f in git_files("-o", "--exclude-standard") if not f.startswith(RUN_RECORDS)]
     for f in files:
-        if (REPO / f).is_file() and f != "dvc.lock":  # this workspace's lock is no fresh clone's
+        if (REPO / f).is_file():
             (root / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / f, root / f)
     (root / ".venv").symlink_to(REPO / ".venv")

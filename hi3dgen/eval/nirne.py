@@ -31,13 +31,14 @@ def evaluate_views(model: NiRNE, views: Iterable[dict], cfg: NormalMetricsConfig
 def evaluate_checkpoint(checkpoint: str, data: str, out: str | os.PathLike | None = None, split: str = "val",
                         domain: str = "any", device: str = "auto", max_side: int | None = 1024,
                         limit: int | None = None, use_ema: bool = True) -> dict:
-    """Metrics of `checkpoint` on `data` (a shard dir or `toy`), written to `out` as JSON when given."""
+    """Metrics of `checkpoint` on `data` (a shard dir or `toy`) and what they were measured on; the
+    metrics alone are written to `out` as JSON when given (numbers only, so a DVC metrics file is the
+    same in every clone and `dvc metrics diff` compares runs)."""
     from hi3dgen.training.nirne import NiRNEDataConfig, eval_views
 
     model = load_nirne(checkpoint, resolve_device(device), use_ema)
     result = evaluate_views(model, eval_views(NiRNEDataConfig(shards=data), split, domain), max_side=max_side, limit=limit)
     result = io.nan_to_none(result)
-    result.update(checkpoint=str(checkpoint), data=str(data), split=split, domain=domain)
     if out is not None:
         io.write_json(out, result)
-    return result
+    return {**result, "checkpoint": str(checkpoint), "data": str(data), "split": split, "domain": domain}

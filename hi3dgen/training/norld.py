@@ -228,7 +228,8 @@ def evaluate_checkpoints(norld_path: str, vae_path: str, data: str, out: str | o
                          split: str = "val", limit: int = 64, sample: SampleConfig | None = None,
                          extract: ExtractConfig | None = None, device: str = "auto") -> dict:
     """`evaluate_generation` of saved models on the first `limit` shapes of a split of `data` (a
-    shape shard dir or `toy`), written to `out` as JSON when given."""
+    shape shard dir or `toy`) and what it was measured on; the figures alone are written to `out` as
+    JSON when given (numbers only: a DVC metrics file that `dvc metrics diff` compares across clones)."""
     from hi3dgen import io
     from hi3dgen.models import norld
 
@@ -237,11 +238,10 @@ def evaluate_checkpoints(norld_path: str, vae_path: str, data: str, out: str | o
     samples = val_samples(ShapeDataConfig(shards=data, val_shapes=limit), split=split)
     result = evaluate_generation(model, vae, samples, sample or SampleConfig(), extract or ExtractConfig(resolution=129),
                                  NormalMetricsConfig(), dev)
-    result = io.nan_to_none(result)
-    result.update(shapes=len(samples), norld=str(norld_path), vae=str(vae_path), data=str(data), split=split)
+    result = {**io.nan_to_none(result), "shapes": len(samples)}
     if out is not None:
         io.write_json(out, result)
-    return result
+    return {**result, "norld": str(norld_path), "vae": str(vae_path), "data": str(data), "split": split}
 
 
 @torch.no_grad()
