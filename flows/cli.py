@@ -49,6 +49,10 @@ def _run(args) -> int:
         changes = params.apply(args.preset, args.sets)
         for key, value in changes.items():
             print(f"params.yaml: {key} = {value}")
+        from hi3dgen import lineage
+
+        for stage, (added, removed) in lineage.sync_dvc_deps(project.root() / "dvc.yaml", write=True).items():
+            print(f"dvc.yaml: {stage} deps follow its imports: +{added or '[]'} -{removed or '[]'}")
         _enter_project()
         from flows.pipeline import end_to_end
 
@@ -79,6 +83,9 @@ def _deploy(args) -> int:
             file=sys.stderr,
         )
         return 2
+    from flows import project
+
+    project.preflight(project.environment())
     _enter_project()
     from flows.pipeline import dataset_refresh
 

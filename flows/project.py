@@ -9,6 +9,8 @@ from pathlib import Path
 
 import yaml
 
+from hi3dgen import tracking
+
 DATA_STAGES = ("synthesize", "ingest", "filter", "render", "shard")
 
 
@@ -74,28 +76,12 @@ def run_lock():
         lock.release()
 
 
-def _reachable(url: str, timeout: float = 5.0) -> bool:
-    import urllib.error
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
-            return r.status < 500
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
-
-
 def preflight(env: dict[str, str]) -> None:
     """Fail fast, with what to do, when a configured service is not there."""
     api = env.get("PREFECT_API_URL")
-    if api and not _reachable(api.rstrip("/") + "/health"):
+    if api and not tracking.reachable(api.rstrip("/") + "/health"):
         raise RuntimeError(
             f"the Prefect server at PREFECT_API_URL={api} is unreachable: start it "
             "(`prefect server start`) or unset PREFECT_API_URL to use a temporary local server"
         )
-    uri = env.get("MLFLOW_TRACKING_URI", "")
-    if uri.startswith(("http://", "https://")) and not _reachable(uri.rstrip("/") + "/health"):
-        raise RuntimeError(
-            f"the MLflow server at MLFLOW_TRACKING_URI={uri} is unreachable: start it or unset "
-            "MLFLOW_TRACKING_URI to use the local sqlite store"
-        )
+    tracking.preflight(env.get("MLFLOW_TRACKING_URI"))

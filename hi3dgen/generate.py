@@ -16,6 +16,7 @@ import torch
 from hi3dgen import io
 from hi3dgen.data import codec
 from hi3dgen.geometry.mesh_extract import ExtractConfig
+from hi3dgen.training.predict import MAX_PIXELS
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
@@ -28,6 +29,7 @@ class GenerateConfig:
     extract: ExtractConfig = dataclasses.field(default_factory=lambda: ExtractConfig(resolution=129, coarse=33))
     margin: float = 0.1  # the condition is the object's square crop plus this share of its side on each side
     max_side: int = 1024  # NiRNE runs larger images downscaled
+    max_pixels: int = MAX_PIXELS  # larger images are refused
     device: str = "auto"
 
 
@@ -141,31 +143,40 @@ def image_paths(inputs: list[str]) -> list[Path]:
     return out
 
 
-def generate_files(gen: Generator, inputs: list[str], out: str | os.PathLike,
-                   run_id: str | None = None) -> list[tuple[str, str | None]]:
-    """Writes OUT (one image: a .glb path) or OUT/<stem>.glb (several, or a folder), each with
-    <stem>.normal.png and <stem>.preview.png beside it, also logged to the MLflow run `run_id` when
-    given (under `generate/`); returns (input, error or None) per image."""
+def generate_files(gen: Generator, inputs: list[str], out: str | os.PathLike, overwrite: bool = False,
+                   run_id: str | None = None) -> list[tuple[str, str, str | None]]:
+    """Writes OUT (one image: a .glb path) or OUT/<name>.glb (several, or a folder; names as
+    `predict.output_names`), each with <name>.normal.png and <name>.preview.png beside it, also
+    logged to the MLflow run `run_id` when given (under `generate/`); returns (input, mesh, error or
+    None) per image."""
     from hi3dgen import tracking
     from hi3dgen.assets.mesh import save_glb
-    from hi3dgen.training.predict import read_image
+    from hi3dgen.training.predict import claim_outputs, output_names, read_image
 
     paths = image_paths(inputs)
     out = Path(out)
-    single = len(paths) == 1 and out.suffix.lower() == ".glb"
+    if len(paths) == 1 and out.suffix.lower() == ".glb":
+        targets = [[out, out.with_suffix(".normal.png"), out.with_suffix(".preview.png")]]
+        folders = ["generate"]
+    else:
+        names = output_names(paths)
+        targets = [[out / f"{n}.glb", out / f"{n}.normal.png", out / f"{n}.preview.png"] for n in names]
+        folders = [Path("generate", n).parent.as_posix() for n in names]
     results = []
-    for path in paths:
-        glb = out if single else out / f"{path.stem}.glb"
+    for path, files, folder, problem in zip(paths, targets, folders, claim_outputs(targets, overwrite)):
+        glb, normal_png, preview_png = files
+        if problem:
+            results.append((str(path), str(glb), problem))
+            continue
         try:
-            rgb, fg = read_image(path)
+            rgb, fg = read_image(path, gen.cfg.max_pixels)
             mesh, normal = gen(rgb, fg)
-            files = [glb, glb.with_suffix(".normal.png"), glb.with_suffix(".preview.png")]
-            save_glb(mesh, files[0])
-            io.write_bytes(files[1], codec.encode_normal(normal, fg))
-            io.write_bytes(files[2], codec.encode_rgb(preview(rgb, fg, normal, mesh)))
+            save_glb(mesh, glb)
+            io.write_bytes(normal_png, codec.encode_normal(normal, fg))
+            io.write_bytes(preview_png, codec.encode_rgb(preview(rgb, fg, normal, mesh)))
             if run_id:
-                tracking.log_files(run_id, files, "generate")
-            results.append((str(path), None))
+                tracking.log_files(run_id, files, folder)
+            results.append((str(path), str(glb), None))
         except (OSError, ValueError) as exc:
-            results.append((str(path), str(exc)))
+            results.append((str(path), str(glb), str(exc)))
     return results

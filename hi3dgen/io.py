@@ -1,20 +1,30 @@
-"""Crash-safe file writing: everything is written to a temporary name and renamed into place.
+"""Crash-safe file writing, and the rule that the tool deletes only what it wrote.
 
-A `kill -9` at any moment leaves either the old file, the new file, or a `*.tmp-*` leftover that
-`remove_temp_files` deletes and no reader ever trusts.
+Everything is written to a temporary name (`<name>.hi3dgen-tmp-<random>`) and renamed into place:
+a `kill -9` at any moment leaves the old file, the new file, or a leftover of that exact pattern
+that `remove_temp_files` deletes and no reader ever trusts.
+
+A stage's output folder is claimed (`claim_dir`) before the stage touches it: a folder that
+overlaps the stage's input, belongs to another stage, or holds a file the stage cannot account for
+as its own is refused with a message, so a stage never deletes a user's file.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
-TMP_MARK = ".tmp-"
+TMP_MARK = ".hi3dgen-tmp-"
+_TMP_NAME = re.compile(r"^.+" + re.escape(TMP_MARK) + r"[A-Za-z0-9_]{8}$")  # mkstemp/mkdtemp's 8 characters
+OWNER = ".hi3dgen-owner"  # marks a folder as one stage's output
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -81,19 +91,80 @@ def atomic_dir(path: str | os.PathLike):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def is_temp(path: str | os.PathLike) -> bool:
+    """Whether a path lies in or is a leftover of an interrupted write of this module."""
+    return any(_TMP_NAME.match(part) for part in Path(path).parts)
+
+
 def remove_temp_files(root: str | os.PathLike) -> int:
-    """Delete leftovers of interrupted writes under `root`; returns how many were removed."""
+    """Delete leftovers of this module's interrupted writes under `root` (nothing else); returns
+    how many were removed."""
     removed = 0
     root = Path(root)
     if not root.exists():
         return 0
     for p in sorted(root.rglob(f"*{TMP_MARK}*"), reverse=True):
-        if p.is_dir():
+        if not _TMP_NAME.match(p.name):
+            continue
+        if p.is_dir() and not p.is_symlink():
             shutil.rmtree(p, ignore_errors=True)
         else:
             p.unlink(missing_ok=True)
         removed += 1
     return removed
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _overlap(a: Path, b: Path) -> bool:
+    return a == b or a in b.parents or b in a.parents
+
+
+def claim_dir(out_dir: str | os.PathLike, owner: str, ours: Callable[[str], bool],
+              inputs: Iterable[str | os.PathLike] = ()) -> Path:
+    """Make `out_dir` the output folder of stage `owner`, or raise ValueError before anything in it
+    is touched: when it overlaps one of `inputs`, when another stage owns it, or when it holds a
+    file that `ours(relative posix path)` does not claim (leftovers of this module's interrupted
+    writes are always the stage's). Returns the resolved folder."""
+    out = Path(out_dir).resolve()
+    for src in inputs:
+        if _overlap(out, Path(src).resolve()):
+            raise ValueError(f"{owner}: the output folder {out} overlaps the input {Path(src).resolve()}: "
+                             "choose an output folder outside the input and not containing it")
+    marker = out / OWNER
+    if marker.is_file():
+        try:
+            found = json.loads(marker.read_text()).get("owner")
+        except (ValueError, AttributeError):
+            found = None
+        if found != owner:
+            raise ValueError(f"{owner}: {out} is the output folder of {found!r}, not of {owner!r}: "
+                             "give each stage its own output folder")
+    if out.is_dir():
+        foreign = sorted(rel for rel in _files(out) if rel != OWNER and not is_temp(rel) and not ours(rel))
+        if foreign:
+            more = f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
+            raise ValueError(f"{owner}: {out} holds files hi3dgen did not write ({', '.join(foreign[:5])}{more}); "
+                             "nothing was changed: choose an empty or new output folder")
+    elif out.exists():
+        raise ValueError(f"{owner}: the output folder {out} is a file")
+    if not marker.is_file():
+        write_json(marker, {"owner": owner})
+    return out
+
+
+def _files(root: Path) -> Iterable[str]:
+    """Relative posix paths of the files and links under `root` (links are not followed)."""
+    for folder, dirs, files in os.walk(root):
+        base = Path(folder).relative_to(root)
+        for name in files + [d for d in dirs if Path(folder, d).is_symlink()]:
+            yield (base / name).as_posix()
 
 
 def remove_tree(path: str | os.PathLike) -> None:

@@ -1,9 +1,10 @@
 """Fan-out of per-item work over Ray (local or a cluster), and the resumable stage loop.
 
-`run_stage` is the one loop every per-asset stage uses: it skips what the journal says is done
-under the same config, runs the rest (Ray tasks with bounded in-flight work and retries of lost
-workers), turns any failure of one item into a `rejected` row with the reason, and writes the
-sorted manifest. One bad asset never fails the stage.
+`run_stage` is the one loop every per-asset stage uses: it claims its output folder (refusing one
+that holds files it did not write), skips what the journal says is done under the same config and
+code, runs the rest (Ray tasks with bounded in-flight work and retries of lost workers), turns any
+failure of one item into a `rejected` row with the reason, and writes the sorted manifest. One bad
+asset never fails the stage.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import traceback
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from hi3dgen import io
+from tqdm import tqdm
+
+from hi3dgen import io, lineage
 from hi3dgen.data import manifest as mf
 
 
@@ -38,17 +41,27 @@ class ExecutorConfig:
             raise ValueError(f"executor kind must be 'ray' or 'inline', not {self.kind!r}")
 
 
-def init_ray(cfg: ExecutorConfig):
+def init_ray(cfg: ExecutorConfig, **init_kwargs):
+    """Join the Ray cluster at `cfg.address` (or RAY_ADDRESS), else start a local Ray whose servers
+    all listen on loopback only; `init_kwargs` go to `ray.init` (a runtime_env, say)."""
     import ray
+    from ray._private import ray_constants
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     if not ray.is_initialized():
         address = cfg.address or os.environ.get("RAY_ADDRESS")
-        kwargs = dict(ignore_reinit_error=True, include_dashboard=False, log_to_driver=True)
+        kwargs = dict(ignore_reinit_error=True, include_dashboard=False, log_to_driver=True,
+                      **init_kwargs)
         if address:
             ray.init(address=address, **kwargs)
         else:
+            # Ray's servers (GCS, raylet, workers, agents, metrics) bind to loopback only when the
+            # node IP is loopback, else to all interfaces. On Linux `ray.init` turns a loopback
+            # `_node_ip_address` back into the machine's IP (services.resolve_ip_for_localhost);
+            # loopback is its choice only with clusters off, Ray's default on macOS and Windows
+            # (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, read into this constant when ray is imported).
+            ray_constants.ENABLE_RAY_CLUSTER = False
             ray.init(num_cpus=cfg.workers or os.cpu_count(), **kwargs)
     return ray
 
@@ -59,26 +72,11 @@ def _error_text(exc: BaseException) -> str:
     return " ".join(text.split())[:500]
 
 
-class Progress:
-    """A progress line on stderr at most once a second (and at the end)."""
-
-    def __init__(self, desc: str, total: int):
-        self.desc, self.total, self.n = desc, total, 0
-        self.t0 = self.last = time.monotonic()
-
-    def update(self) -> None:
-        self.n += 1
-        now = time.monotonic()
-        if now - self.last >= 1.0 or self.n == self.total:
-            self.last = now
-            rate = self.n / max(now - self.t0, 1e-9)
-            eta = (self.total - self.n) / rate if rate else 0.0
-            print(
-                f"[{self.desc}] {self.n}/{self.total} ({100 * self.n / max(self.total, 1):.0f}%) "
-                f"{rate:.2f}/s eta {eta:.0f}s",
-                file=sys.stderr,
-                flush=True,
-            )
+def progress(desc: str, total: int) -> tqdm:
+    """A progress bar on stderr, refreshed at most once a second (log readers see one line per
+    refresh: Python splits a pipe's text on the carriage returns tqdm writes)."""
+    return tqdm(total=total, desc=f"[{desc}]", file=sys.stderr, mininterval=1.0, smoothing=0.1,
+                dynamic_ncols=False, ncols=100)
 
 
 def _apply(fn: Callable, item):
@@ -91,7 +89,11 @@ def fan_out(
 ) -> Iterator[tuple[object, bool, object]]:
     """Yield `(item, ok, result_or_error_text)` as items finish, in completion order."""
     items = list(items)
-    progress = Progress(desc, len(items))
+    with progress(desc, len(items)) as bar:
+        yield from _fan_out(fn, items, cfg, bar)
+
+
+def _fan_out(fn: Callable, items: list, cfg: ExecutorConfig, bar: tqdm):
     if cfg.kind == "inline" or not items:
         for item in items:
             try:
@@ -99,7 +101,7 @@ def fan_out(
             except Exception as exc:  # one bad item never fails the stage
                 traceback.print_exc(file=sys.stderr)
                 out = (item, False, _error_text(exc))
-            progress.update()
+            bar.update()
             yield out
         return
     ray = init_ray(cfg)
@@ -124,17 +126,28 @@ def fan_out(
             out = (item, True, ray.get(ref))
         except Exception as exc:
             out = (item, False, _error_text(exc))
-        progress.update()
+        bar.update()
         yield out
 
 
-# Rejections that may not happen again (a loaded machine, a lost worker, the network): a rerun
-# tries these items again instead of trusting the journal.
-TRANSIENT_REASONS = ("error", "timeout", "crashed", "download_failed")
+# Rejections that may not happen again (a lost worker, the network): a rerun tries these items
+# again instead of trusting the journal. A timeout or a crash under the loader's limits is final
+# for the same code and limits (both are in the fingerprint): a rerun with other limits retries it.
+TRANSIENT_REASONS = ("error", "download_failed")
+OUTPUT_KEYS = ("path", "dir")  # row fields naming an item's output (a file, a folder) in OUT
 
 
 def _transient(row: dict) -> bool:
     return row["status"] == "rejected" and row.get("reason", "").split(":")[0] in TRANSIENT_REASONS
+
+
+def _outputs_exist(out_dir: Path, row: dict) -> bool:
+    """An accepted row is trusted only while the outputs it names are there."""
+    return row["status"] != "accepted" or all((out_dir / row[k]).exists() for k in OUTPUT_KEYS if row.get(k))
+
+
+def _entry_id(name: str) -> str:
+    return name.split(".")[0]
 
 
 def run_stage(
@@ -146,58 +159,73 @@ def run_stage(
     config: dict,
     executor: ExecutorConfig,
     output_dirs: tuple[str, ...] = (),
+    extra_files: tuple[str, ...] = (),
+    inputs: tuple[str | os.PathLike, ...] = (),
     finalize: Callable[[list[dict]], list[dict]] | None = None,
 ) -> list[dict]:
     """Run `work(item) -> manifest row` for each item (a JSON-able dict with at least `asset_id`,
     `source`, `input_path`), resuming from the journal, and write `out_dir/manifest.jsonl`.
-    An item is redone when `config` or the item itself changed (put its input's hash in it), or
-    when its last rejection was transient (TRANSIENT_REASONS).
+    An item is redone when `config`, the code `work` runs (`hi3dgen.lineage.code_digest` of its
+    module) or the item itself changed (put its input's hash in it), when its last rejection was
+    transient (TRANSIENT_REASONS), or when an output its row names is gone.
 
-    `work` writes its outputs atomically before it returns its row. Entries of `output_dirs`
-    (sub-folders of `out_dir`, one entry per asset named `<asset_id>` or `<asset_id>.*`) that no
-    accepted row owns any more are removed, so the folder always matches the manifest.
-    `finalize(rows) -> rows` sees all rows before that (decisions that need every asset, such as
-    duplicates).
+    `out_dir` holds only what the stage writes: the manifest, its journal, `extra_files`, and in
+    each of `output_dirs` one entry per asset named `<asset_id>` or `<asset_id>.*`; an `out_dir`
+    that holds anything else or overlaps one of `inputs` is refused before anything is touched.
+    `work` writes its outputs atomically before it returns its row; entries of the stage's own
+    assets that no accepted row owns any more are removed. `finalize(rows) -> rows` sees all rows
+    before that (decisions that need every asset, such as duplicates).
     """
     t0 = time.monotonic()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    io.remove_temp_files(out_dir)
     ids = [it["asset_id"] for it in items]
-    if len(set(ids)) != len(ids):
-        raise ValueError(f"{name}: duplicate asset_id among inputs")
-    journal = mf.Journal(out_dir, mf.fingerprint(config))
+    dupes = sorted({k for k in ids if ids.count(k) > 1}) if len(set(ids)) != len(ids) else []
+    if dupes:
+        raise ValueError(f"{name}: duplicate asset_id among inputs: {dupes[:5]}")
+    out_dir = Path(out_dir)
+    journal = mf.Journal(out_dir, mf.fingerprint({**config, "code": lineage.code_digest(lineage.function_module(work))}))
+    previous = journal.rows() if journal.path.exists() else []
+    old_manifest = mf.read_jsonl(out_dir / mf.MANIFEST) if (out_dir / mf.MANIFEST).exists() else []
+    known = set(ids) | {r["asset_id"] for r in previous} | {r["asset_id"] for r in old_manifest}
+    bookkeeping = {mf.MANIFEST, mf.JOURNAL, *extra_files}
+
+    def ours(rel: str) -> bool:
+        parts = rel.split("/")
+        return rel in bookkeeping or (len(parts) > 1 and parts[0] in output_dirs and _entry_id(parts[1]) in known)
+
+    out_dir = io.claim_dir(out_dir, name, ours, inputs)
+    io.remove_temp_files(out_dir)
     done = journal.done()
     item_fps = {it["asset_id"]: mf.fingerprint(it) for it in items}
     rows = {
         k: done[k][1]
         for k in ids
-        if k in done and done[k][0] == item_fps[k] and not _transient(done[k][1])
+        if k in done and done[k][0] == item_fps[k] and not _transient(done[k][1]) and _outputs_exist(out_dir, done[k][1])
     }
     todo = [it for it in items if it["asset_id"] not in rows]
     if rows:
         print(f"[{name}] resuming: {len(rows)} done, {len(todo)} to go", file=sys.stderr)
-    for item, ok, result in fan_out(work, todo, executor, desc=name):
-        if ok:
-            row = result
-        else:
-            row = {
-                "asset_id": item["asset_id"],
-                "source": item.get("source", "unknown"),
-                "input_path": item.get("input_path"),
-                "status": "rejected",
-                "reason": f"error: {result}",
-            }
-        mf.check_row(row)
-        journal.append(row, item_fps[row["asset_id"]])
-        rows[row["asset_id"]] = row
+    with journal:
+        for item, ok, result in fan_out(work, todo, executor, desc=name):
+            if ok:
+                row = result
+            else:
+                row = {
+                    "asset_id": item["asset_id"],
+                    "source": item.get("source", "unknown"),
+                    "input_path": item.get("input_path"),
+                    "status": "rejected",
+                    "reason": f"error: {result}",
+                }
+            mf.check_row(row)
+            journal.append(row, item_fps[row["asset_id"]])
+            rows[row["asset_id"]] = row
     ordered = [rows[k] for k in ids]
     if finalize is not None:
         ordered = finalize(ordered)
     keep = {r["asset_id"] for r in ordered if r["status"] == "accepted"}
     for sub in output_dirs:
         for p in (out_dir / sub).glob("*") if (out_dir / sub).exists() else []:
-            if p.name.split(".")[0] not in keep:
+            if _entry_id(p.name) in known and _entry_id(p.name) not in keep:
                 io.remove_tree(p)
     mf.write_manifest(out_dir, ordered)
     summary = mf.summarize(ordered)

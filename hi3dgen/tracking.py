@@ -28,12 +28,40 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{state_dir() / 'mlflow.db'}"
 
 
+def reachable(url: str, timeout: float = 5.0) -> bool:
+    """Whether a server answers at `url` (any answer but a 5xx; a 4xx such as a login page is a
+    server that is there)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status < 500
+    except urllib.error.HTTPError as exc:
+        return exc.code < 500
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def preflight(uri: str | None = None) -> None:
+    """Fail within seconds, saying what to do, when the MLflow server the runs go to is not there
+    (MLflow's own client retries for minutes, then raises a chain of tracebacks)."""
+    uri = uri or tracking_uri()
+    if uri.startswith(("http://", "https://")) and not reachable(uri.rstrip("/") + "/health"):
+        raise RuntimeError(
+            f"the MLflow server at MLFLOW_TRACKING_URI={uri} is unreachable: start it or unset "
+            "MLFLOW_TRACKING_URI to use the local sqlite store"
+        )
+
+
 def setup(experiment: str = EXPERIMENT) -> str:
-    """Point MLflow at the store and return the experiment id (created with a local artifact
-    location for file stores, so artifacts never land in ./mlruns of the current folder)."""
+    """Point MLflow at the store (after `preflight`) and return the experiment id (created with a
+    local artifact location for file stores, so artifacts never land in ./mlruns of the current
+    folder)."""
     import mlflow
 
     uri = tracking_uri()
+    preflight(uri)
     mlflow.set_tracking_uri(uri)
     exp = mlflow.get_experiment_by_name(experiment)
     if exp is not None:

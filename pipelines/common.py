@@ -1,23 +1,24 @@
-"""What every stage module needs: its params.yaml section, the executor, the output folders."""
+"""What every stage module needs: its params.yaml section, the executor, the output folders, the
+stage's MLflow run. (Training stages also use `pipelines.train`; data stages must not import it, so
+that an edit to training code reruns no data stage.)"""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
-import shutil
 from pathlib import Path
 
 import yaml
 
-from hi3dgen import io, tracking
-from hi3dgen.data import manifest, webds
+from hi3dgen import tracking
+from hi3dgen.data import manifest
 from hi3dgen.parallel import ExecutorConfig
-from hi3dgen.training.launch import LaunchConfig, launch
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "outputs"
+MODELS = OUT / "models"
+SHARDS = OUT / "shards"
 PARAMS = Path(os.environ.get("HI3DGEN_PARAMS", ROOT / "params.yaml"))
 
 
@@ -38,11 +39,6 @@ def config(cls, section: str, **extra):
 
 def executor() -> ExecutorConfig:
     return config(ExecutorConfig, "executor")
-
-
-def launch_config() -> LaunchConfig:
-    """Training workers: one process, or DDP over Ray Train workers (params.yaml `train`)."""
-    return config(LaunchConfig, "train", ray_address=params("executor").get("address"))
 
 
 @contextlib.contextmanager
@@ -75,42 +71,3 @@ def log_result(result: dict) -> None:
 def _relative(value: str) -> str:
     path = Path(value)
     return path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else value
-
-
-MODELS = OUT / "models"
-SHARDS = OUT / "shards"
-
-
-def run_dir(name: str, run_config: dict) -> Path:
-    """A training stage's run folder: kept while the run config is the same and the run has not
-    finished (a killed run resumes from its checkpoint), emptied otherwise. DVC reruns a finished
-    stage only when its code, data or parameters changed: that is a new run, not a resume."""
-    out = MODELS / name
-    marker = out / "run_config.json"
-    fp = manifest.fingerprint(run_config)
-    finished = (out / "model.pt").exists()
-    if out.exists() and (finished or not marker.exists() or json.loads(marker.read_text()).get("fingerprint") != fp):
-        shutil.rmtree(out)
-    io.write_json(marker, {"fingerprint": fp, "config": run_config})
-    return out
-
-
-def train(name: str, train_fn, cfg, steps: int | None = None) -> Path:
-    """A training stage: `train_fn` on the pipeline's shards in outputs/models/<name> (one
-    process, or Ray Train workers per params.yaml `train`); `steps` over the preset's."""
-    cfg.data.shards = str(SHARDS)
-    if steps:
-        cfg.trainer.steps = steps
-    cfg.tracking.run_name = name
-    out = run_dir(name, cfg.to_dict())
-    launch(train_fn, cfg, str(out), launch_config())
-    return out
-
-
-def view_domains(split: str = "train") -> dict[str, int]:
-    """View samples per domain in a split of the view shards."""
-    counts: dict[str, int] = {}
-    for shard in webds.load_index(SHARDS)["sets"]["views"][split]["shards"]:
-        for domain, n in shard["domains"].items():
-            counts[domain] = counts.get(domain, 0) + n
-    return counts

@@ -1,7 +1,8 @@
 """DVC stage `nirne_stage1`: the whole NiRNE network on the real domain."""
 
 from hi3dgen.training.nirne import preset_config, train_nirne
-from pipelines.common import params, train, view_domains
+from pipelines.common import params
+from pipelines.train import train, view_domains
 
 
 def stage1_domain(requested: str) -> str:

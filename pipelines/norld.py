@@ -5,7 +5,8 @@ config; null keeps the preset's value)."""
 import dataclasses
 
 from hi3dgen.training.norld import preset_config, train_norld
-from pipelines.common import MODELS, params, train
+from pipelines.common import MODELS, params
+from pipelines.train import train
 
 VAE = MODELS / "vae" / "model.pt"
 

@@ -1,7 +1,8 @@
 """DVC stage `vae`: the shape VAE on the pipeline's shape shards."""
 
 from hi3dgen.training.vae import preset_config, train_vae
-from pipelines.common import params, train
+from pipelines.common import params
+from pipelines.train import train
 
 
 def main() -> None:

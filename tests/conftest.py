@@ -10,8 +10,8 @@ import pytest  # noqa: E402
 @pytest.fixture(scope="session")
 def ray_local():
     """One local Ray for the whole session (starting one costs seconds); the library reuses it."""
-    import ray
+    from hi3dgen.parallel import ExecutorConfig, init_ray
 
-    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True)
+    ray = init_ray(ExecutorConfig(workers=2))
     yield ray
     ray.shutdown()

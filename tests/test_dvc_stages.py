@@ -1,7 +1,9 @@
 """The data stages through DVC on a fresh copy of the project: `dvc repro shard` runs them, a
 `kill -9` of render (and its Ray workers) mid-stage resumes to byte-identical shards, an unchanged
-rerun does nothing, a render parameter reruns only render and shard."""
+rerun and an edit of training code do nothing, and a fix in the renderer redoes render and shard
+to exactly what a from-scratch run of the new code makes."""
 
+import hashlib
 import json
 import os
 import re
@@ -11,7 +13,6 @@ import subprocess
 import time
 
 import pytest
-import yaml
 
 from tests import project
 
@@ -52,8 +53,29 @@ def test_dvc_repro_data_stages_and_a_killed_render(tmp_path):
     again = project.run(root, "dvc", "repro", "shard")
     assert _ran(again.stdout) == []
 
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    params["render"]["resolution"] = 40
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    trainer = root / "hi3dgen" / "training" / "trainer.py"
+    trainer.write_text(trainer.read_text() + "\n# an edit no data stage imports\n")
+    assert _ran(project.run(root, "dvc", "repro", "shard").stdout) == []
+
+    # The issue's "bug fix": normals flipped in the embree renderer. Render and shard are redone
+    # (not resumed from the journal), and equal a from-scratch run of the new code.
+    embree = root / "hi3dgen" / "render" / "embree.py"
+    text = embree.read_text()
+    fixed = text.replace("normal[mask] = face_normals[tri[mask]] @ cam.rotation", "normal[mask] = -(face_normals[tri[mask]] @ cam.rotation)")
+    assert fixed != text
+    embree.write_text(fixed)
     changed = project.run(root, "dvc", "repro", "shard")
     assert _ran(changed.stdout) == ["render", "shard"]
+    assert "resuming" not in changed.stderr
+    after_fix = _render_files(root), project.shard_digests(root)
+    assert after_fix[1] != expected
+    shutil.rmtree(root / "outputs" / "render")
+    shutil.rmtree(root / "outputs" / "shards")
+    assert _ran(project.run(root, "dvc", "repro", "shard").stdout) == ["render", "shard"]
+    assert (_render_files(root), project.shard_digests(root)) == after_fix
+
+
+def _render_files(root) -> dict[str, str]:
+    out = root / "outputs" / "render"
+    return {p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(out.rglob("*")) if p.is_file() and p.name != ".journal.jsonl"}

@@ -21,7 +21,15 @@ def _work(item):
         raise RuntimeError("cannot read this one")
     if item["asset_id"] == "crash":
         os._exit(1)  # a worker dying, as under an OOM kill
-    return {**{k: item[k] for k in ("asset_id", "source", "input_path")}, "status": "accepted"}
+    row = {k: item[k] for k in ("asset_id", "source", "input_path")}
+    if item["asset_id"] == "slow":
+        return {**row, "status": "rejected", "reason": "timeout: not done within 1 s"}
+    if "out" in item:  # writes its output, as a stage does
+        path = f"files/{item['asset_id']}.txt"
+        os.makedirs(os.path.join(item["out"], "files"), exist_ok=True)
+        open(os.path.join(item["out"], path), "w").write(item["asset_id"])
+        return {**row, "status": "accepted", "path": path}
+    return {**row, "status": "accepted"}
 
 
 def _items(tmp_path, ids):
@@ -86,3 +94,55 @@ def test_manifest_rejects_bad_rows(tmp_path):
     with pytest.raises(ValueError, match="duplicate asset_id"):
         row = {"asset_id": "a", "source": "s", "status": "accepted"}
         mf.write_manifest(tmp_path, [row, row])
+
+
+def test_a_timeout_is_final_for_the_same_config_and_retried_under_another(tmp_path):
+    out = tmp_path / "out"
+    inline = ExecutorConfig(kind="inline")
+    for config in ({"seconds": 1}, {"seconds": 1}, {"seconds": 5}):
+        rows = run_stage("t", out, _items(tmp_path, ["slow"]), _work, config=config, executor=inline)
+        assert rows[0]["reason"].startswith("timeout")
+    assert _calls(tmp_path).count("slow") == 2  # not at full cost on every rerun; again for new limits
+
+
+def test_journal_drops_only_a_torn_last_line_and_a_damaged_one_is_an_error(tmp_path):
+    journal = mf.Journal(tmp_path, "fp")
+    for i in range(3):
+        journal.append({"asset_id": f"a{i}", "source": "s", "status": "accepted"}, "item")
+    journal.close()
+    whole = journal.path.read_bytes()
+    journal.path.write_bytes(whole + b'{"asset_id": "a3", "fp"')  # killed mid-line
+    assert sorted(mf.Journal(tmp_path, "fp").done()) == ["a0", "a1", "a2"]
+    with mf.Journal(tmp_path, "fp") as j:
+        j.append({"asset_id": "a4", "source": "s", "status": "accepted"}, "item")
+    assert journal.path.read_bytes().startswith(whole) and sorted(j.done()) == ["a0", "a1", "a2", "a4"]
+    lines = journal.path.read_text().splitlines()
+    journal.path.write_text("\n".join([lines[0], "{not json", *lines[1:]]) + "\n")
+    with pytest.raises(ValueError, match=r"\.journal\.jsonl:2: not a JSON row"):
+        mf.Journal(tmp_path, "fp").done()
+
+
+def test_an_input_manifest_with_a_bad_line_is_an_error_naming_it(tmp_path):
+    rows = [{"asset_id": f"a{i}", "source": "s", "status": "accepted"} for i in range(3)]
+    mf.write_manifest(tmp_path, rows)
+    lines = (tmp_path / mf.MANIFEST).read_text().splitlines()
+    (tmp_path / mf.MANIFEST).write_text("\n".join([lines[0], lines[1][:10], lines[2]]) + "\n")
+    with pytest.raises(ValueError, match=r"manifest\.jsonl:2: not a JSON row"):
+        mf.read_manifest(tmp_path)
+    (tmp_path / mf.MANIFEST).write_text(lines[0] + "\n" + json.dumps({"asset_id": "b", "status": "accepted"}) + "\n")
+    with pytest.raises(ValueError, match=r"row 2: manifest row lacks \['source'\]"):
+        mf.read_manifest(tmp_path)
+
+
+def test_a_stage_removes_only_its_own_outputs_and_refuses_a_folder_with_others(tmp_path):
+    out = tmp_path / "out"
+    inline = ExecutorConfig(kind="inline")
+    items = [{**it, "out": str(out)} for it in _items(tmp_path, ["a1", "b1"])]
+    run_stage("t", out, items, _work, config={}, executor=inline, output_dirs=("files",))
+    run_stage("t", out, items[:1], _work, config={}, executor=inline, output_dirs=("files",))
+    assert sorted(p.name for p in (out / "files").iterdir()) == ["a1.txt"]  # b1's output went with its row
+    (out / "files" / "mine.txt").write_text("a user's file")
+    with pytest.raises(ValueError, match=r"did not write \(files/mine\.txt\)"):
+        run_stage("t", out, items, _work, config={}, executor=inline, output_dirs=("files",))
+    assert (out / "files" / "mine.txt").read_text() == "a user's file"
+    assert len(mf.read_manifest(out)) == 1

@@ -12,7 +12,8 @@ Layout of OUT/:
   shards.json                     per set and split: shards with sample counts, per-domain counts and
                                   sha256; totals; the config
   manifest.jsonl                  one row per render row; accepted rows name their split
-  .cache/                         shape geometry per asset, keyed by GLB sha256 + geometry config
+  .cache/                         shape geometry per asset, keyed by GLB sha256, geometry config and
+                                  the digest of the code that computes it (`hi3dgen.lineage`)
 
 An asset is sharded whole or not at all: if its views are incomplete or its SDF fails it is a
 rejected row and none of its views enter the view shards, so both shard sets hold the same assets.
@@ -39,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hi3dgen import io
+from hi3dgen import io, lineage
 from hi3dgen.data import codec
 from hi3dgen.data import manifest as mf
 from hi3dgen.parallel import ExecutorConfig, fan_out
@@ -53,6 +54,9 @@ TAR_OWNER = "hi3dgen"
 VIEW_MEMBERS = ("normal.png", "mask.png", "depth.npy", "camera.json", "meta.json")
 OPTIONAL_VIEW_MEMBERS = ("rgb.png",)
 VIEW_FILE_RE = re.compile(r"^(\d{3})\.(.+)$")
+SHARD_RE = re.compile(r"^(views|shapes)/(train|val)-\d{6}\.tar$")
+CACHE_RE = re.compile(r"^\.cache/[A-Za-z0-9_-]+-[0-9a-f]{16}-[0-9a-f]{16}\.npz$")
+GEOMETRY_LIBRARIES = ("trimesh", "numpy", "scipy")  # their versions key the cache beside the code
 
 
 @dataclasses.dataclass
@@ -83,6 +87,12 @@ class ShardConfig:
         return {k: v for k, v in dataclasses.asdict(self).items() if k in (
             "surface_points", "sdf_points", "uniform_fraction", "near_sigmas", "seed")}
 
+    def cache_key(self) -> str:
+        """What a cached shape geometry depends on besides its mesh: the geometry fields, the code
+        of `compute_shape` (this module and what it imports) and its libraries' versions."""
+        return mf.fingerprint({**self.geometry(), "code": lineage.code_digest(__name__),
+                               "libraries": lineage.versions(*GEOMETRY_LIBRARIES)})
+
 
 def _hash_unit(text: str) -> float:
     """A uniform number in [0, 1) that depends on `text` only."""
@@ -101,14 +111,6 @@ def assign_splits(asset_ids: list[str], val_fraction: float) -> dict[str, str]:
 
 def asset_seed(asset_id: str, seed: int) -> int:
     return int(_hash_unit(f"{seed}:{asset_id}") * 2**63)
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class _Rejected(Exception):
@@ -258,8 +260,10 @@ def write_shards(render_dir: str | os.PathLike, out_dir: str | os.PathLike, conf
                  executor: ExecutorConfig) -> dict:
     """Shard a render folder (see the module docstring); returns the shard index (shards.json)."""
     t0 = time.monotonic()
-    render_dir, out_dir = Path(render_dir), Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    render_dir = Path(render_dir)
+    owned = {INDEX, mf.MANIFEST}
+    out_dir = io.claim_dir(out_dir, "shard", lambda rel: rel in owned or bool(SHARD_RE.match(rel) or CACHE_RE.match(rel)),
+                           inputs=(render_dir,))
     io.remove_temp_files(out_dir)
     rows, assets = _collect(render_dir, out_dir, config)
     kept = _shape_geometry(assets, rows, config, executor, out_dir / CACHE)
@@ -279,9 +283,9 @@ def write_shards(render_dir: str | os.PathLike, out_dir: str | os.PathLike, conf
             raise RuntimeError(f"writing {task['out']} failed: {result}")
         written[task["path"]] = result
     for name in SETS:
-        for p in (out_dir / name).glob("*") if (out_dir / name).exists() else []:
+        for p in (out_dir / name).glob("*.tar") if (out_dir / name).exists() else []:
             if f"{name}/{p.name}" not in written:
-                io.remove_tree(p)
+                p.unlink()
     ordered = [rows[k] for k in sorted(rows)]
     index = _index(config, kept, split, tasks, written, mf.summarize(ordered))
     io.write_json(out_dir / INDEX, index)
@@ -293,7 +297,7 @@ def write_shards(render_dir: str | os.PathLike, out_dir: str | os.PathLike, conf
 
 def _collect(render_dir: Path, out_dir: Path, config: ShardConfig) -> tuple[dict, list[dict]]:
     """Rejected rows (by the render stage or for incomplete views) and the assets to shard."""
-    geo_fp = mf.fingerprint(config.geometry())
+    geo_fp = config.cache_key()
     rows, assets = {}, []
     for row in mf.read_manifest(render_dir):
         base = {"asset_id": row["asset_id"], "source": row.get("source", "unknown"),
@@ -315,7 +319,7 @@ def _collect(render_dir: Path, out_dir: Path, config: ShardConfig) -> tuple[dict
         except _Rejected as exc:
             rows[row["asset_id"]] = {**base, "status": "rejected", "reason": str(exc)}
             continue
-        sha = sha256_file(base["input_path"])
+        sha = io.sha256_file(base["input_path"])
         seed = asset_seed(row["asset_id"], config.seed)
         assets.append({**base, "views": views, "glb_sha256": sha, "seed": seed,
                        "cache": out_dir / CACHE / f"{row['asset_id']}-{sha[:16]}-{geo_fp}.npz"})

@@ -15,6 +15,9 @@ skipped from the counts in shards.json, the rest by reading past samples without
 With DataLoader workers, consumption is assumed round-robin in batches of `batch_size` (what
 DataLoader does while no worker runs dry, i.e. with `resampled=True`), and `start` must be a
 multiple of `batch_size`. Trainers store the count of samples they consumed and pass it back.
+
+Each shard is checked against shards.json: its size when the reader is built, its samples as they
+are read. A torn or changed shard is an error that names it, never a short epoch.
 """
 
 from __future__ import annotations
@@ -134,11 +137,16 @@ class ShardStream(torch.utils.data.IterableDataset):
         for shard in entry["shards"]:
             for d, n in shard["domains"].items():
                 counts[d] = counts.get(d, 0) + n
+        self.recorded = {str(self.shard_dir / s["path"]): s for s in entry["shards"]}
         self.shards = [
-            (str(self.shard_dir / s["path"]), s["samples"] if domain == "any" else s["domains"].get(domain, 0))
-            for s in entry["shards"]
+            (path, s["samples"] if domain == "any" else s["domains"].get(domain, 0))
+            for path, s in self.recorded.items()
         ]
         self.shards = [(path, n) for path, n in self.shards if n]
+        for path, _ in self.shards:
+            size = os.path.getsize(path) if os.path.isfile(path) else None
+            if size != self.recorded[path]["bytes"]:
+                raise self._broken(path, "is missing" if size is None else f"has {size} bytes")
         self.num_samples = sum(n for _, n in self.shards)
         if not self.num_samples:
             have = ", ".join(f"{d} ({n} samples)" for d, n in sorted(counts.items())) or "none"
@@ -156,8 +164,34 @@ class ShardStream(torch.utils.data.IterableDataset):
             order = [order[i] for i in perm]
         return list(wds.split_by_worker(wds.split_by_node(order)))
 
+    def _broken(self, path: str, problem: str) -> ValueError:
+        s = self.recorded[path]
+        return ValueError(
+            f"shard {path} {problem}: {INDEX} records {s['bytes']} bytes, {s['samples']} samples, sha256 "
+            f"{s['sha256']}. Write the shards again with the command that made them (`hi3dgen shard "
+            f"--in RENDER --out {self.shard_dir}` or `hi3dgen import-pairs`), or restore them (`dvc checkout`)")
+
+    def _read(self, path: str):
+        """The samples of one shard, all of those shards.json records."""
+        n = 0
+        try:
+            for sample in wds.tarfile_to_samples()(iter([{"url": path}])):
+                n += 1
+                yield sample
+        except Exception as exc:  # tarfile and webdataset raise many types for a torn tar
+            raise self._broken(path, f"cannot be read ({type(exc).__name__}: {exc})") from None
+        if n != self.recorded[path]["samples"]:
+            raise self._broken(path, f"holds {n} samples")
+
+    def _decode(self, sample: dict) -> dict:
+        try:
+            return self.decode(sample)
+        except (KeyError, ValueError) as exc:  # a member missing or torn
+            raise self._broken(sample["__url__"], f"has a sample {sample['__key__']!r} that cannot be decoded "
+                                                  f"({type(exc).__name__}: {exc})") from None
+
     def _samples(self, shards: list[tuple[str, int]], epoch: int, stream: str):
-        samples = wds.tarfile_to_samples()(iter([{"url": path} for path, _ in shards]))
+        samples = itertools.chain.from_iterable(self._read(path) for path, _ in shards)
         if self.domain != "any":
             samples = (s for s in samples if _domain_of(s) == self.domain)
         if self.shuffle:
@@ -183,7 +217,7 @@ class ShardStream(torch.utils.data.IterableDataset):
         while True:
             samples = self._samples(self.epoch_shards(epoch), epoch, f"{rank}:{worker}")
             for sample in itertools.islice(samples, skip, None):
-                yield self.decode(sample)
+                yield self._decode(sample)
             if not self.resampled:
                 return
             skip, epoch = 0, epoch + 1

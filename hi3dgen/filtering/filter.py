@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import trimesh
 
-from hi3dgen import io
+from hi3dgen import io, lineage
 from hi3dgen.assets import mesh as am
 from hi3dgen.data import manifest as mf
 from hi3dgen.parallel import ExecutorConfig, run_stage
@@ -151,17 +151,20 @@ def filter_assets(
     """Filter the assets of the given stage outputs; the summary goes to `metrics_path`
     (default OUT/metrics.json), the DVC metrics file."""
     items = collect_inputs(in_dirs)
+    metrics_path = Path(metrics_path or Path(out_dir) / METRICS_FILE)
     rows = run_stage(
         "filter",
         out_dir,
         items,
         functools.partial(_filter_one, cfg=cfg),
-        config=dataclasses.asdict(cfg),
+        config={**dataclasses.asdict(cfg), "libraries": lineage.versions("trimesh", "numpy")},
         executor=executor,
         output_dirs=("assets",),
+        extra_files=(METRICS_FILE,) if metrics_path == Path(out_dir) / METRICS_FILE else (),
+        inputs=tuple(in_dirs),
         finalize=functools.partial(_publish, out_dir=Path(out_dir), dedupe=cfg.dedupe),
     )
-    io.write_json(metrics_path or Path(out_dir) / METRICS_FILE, summary_metrics(rows))
+    io.write_json(metrics_path, summary_metrics(rows))
     return rows
 
 

@@ -13,13 +13,13 @@ from hi3dgen import io
 from hi3dgen.assets import mesh as am
 from hi3dgen.data import codec
 from hi3dgen.data import manifest as mf
-from hi3dgen.data.shards import sha256_file
 from hi3dgen.parallel import ExecutorConfig, run_stage
 from hi3dgen.render import backend as rb
 from hi3dgen.render.cameras import Camera, asset_seed, orbit_cameras
 
 VIEWS_DIR = "views"
 NVDIFFRAST_GPUS_PER_TASK = 0.125  # tasks share a GPU: rasterizing is quick, PNG encoding is not
+MAX_RESOLUTION = 4096  # a view takes ~115 bytes a pixel to render and encode (embree, measured): ~2 GB at 4096²
 
 
 @dataclasses.dataclass
@@ -36,9 +36,12 @@ class RenderConfig:
     def __post_init__(self):
         rb.check_name(self.backend)
         self.elevation_deg = tuple(float(e) for e in self.elevation_deg)
-        if self.views < 1 or self.resolution < 1:
-            raise ValueError(f"views and resolution must be positive, got {self.views}, "
-                             f"{self.resolution}")
+        if self.views < 1:
+            raise ValueError(f"views must be at least 1, not {self.views}")
+        if not 1 <= self.resolution <= MAX_RESOLUTION:
+            raise ValueError(f"resolution must be in [1, {MAX_RESOLUTION}] pixels, not {self.resolution}")
+        if not 0 < self.fov_deg < 180:
+            raise ValueError(f"fov_deg must be in (0, 180), not {self.fov_deg}")
 
     def cameras(self, asset_id: str) -> list[Camera]:
         """This asset's cameras: the same for every backend and every rerun."""
@@ -101,7 +104,7 @@ def render_assets(
         if row["status"] == "accepted":
             item["input_path"] = str(in_dir / row["path"])
             # a changed asset is re-rendered (run_stage redoes items whose content changed)
-            item["input_sha256"] = row.get("sha256") or sha256_file(item["input_path"])
+            item["input_sha256"] = row.get("sha256") or io.sha256_file(item["input_path"])
         items.append(item)
     if config.backend == "nvdiffrast" and not executor.gpus_per_task:
         executor = dataclasses.replace(executor, gpus_per_task=NVDIFFRAST_GPUS_PER_TASK)
@@ -116,4 +119,5 @@ def render_assets(
         config={**dataclasses.asdict(config), "backend_version": rb.version(config.backend)},
         executor=executor,
         output_dirs=(VIEWS_DIR,),
+        inputs=(in_dir,),
     )

@@ -20,21 +20,22 @@ BIN_CHUNK = 0x004E4942
 LISTS = ("nodes", "meshes", "scenes", "accessors", "bufferViews", "buffers")
 
 
-def check(path: str | Path) -> None:
-    """Raise AssetError (`invalid_file`, `recursive_scene`, `missing_buffer`) for a bad document."""
+def check(path: str | Path, binary: bool) -> None:
+    """Raise AssetError (`invalid_file`, `recursive_scene`, `missing_buffer`) for a bad document;
+    `binary`: a GLB (else glTF JSON)."""
     path = Path(path)
-    if path.suffix.lower() == ".glb":
-        doc, has_bin = _glb_json(path)
+    if binary:
+        doc, bin_len = _glb_json(path)
     else:
-        doc, has_bin = _json(path.read_bytes()), False
+        doc, bin_len = _json(path.read_bytes()), None
     _check_document(doc)
     _check_nodes(doc)
-    _check_buffers(doc, path.parent, has_bin)
+    _check_buffers(doc, path.parent, bin_len)
 
 
-def _glb_json(path: Path) -> tuple[dict, bool]:
-    """The JSON chunk of a GLB, and whether a complete binary chunk follows it (read without
-    loading the binary chunk)."""
+def _glb_json(path: Path) -> tuple[dict, int | None]:
+    """The JSON chunk of a GLB, and the length of the complete binary chunk that follows it (None
+    if there is none), read without loading the binary chunk."""
     size = path.stat().st_size
     with open(path, "rb") as f:
         head = f.read(20)
@@ -50,11 +51,12 @@ def _glb_json(path: Path) -> tuple[dict, bool]:
             raise AssetError("invalid_file", "GLB does not start with a complete JSON chunk")
         blob = f.read(json_len)
         bin_head = f.read(8)
-    has_bin = False
+    bin_len = None
     if len(bin_head) == 8:
-        bin_len, bin_type = struct.unpack("<II", bin_head)
-        has_bin = bin_type == BIN_CHUNK and end + 8 + bin_len <= size
-    return _json(blob), has_bin
+        length, bin_type = struct.unpack("<II", bin_head)
+        if bin_type == BIN_CHUNK and end + 8 + length <= size:
+            bin_len = length
+    return _json(blob), bin_len
 
 
 def _json(blob: bytes) -> dict:
@@ -126,17 +128,50 @@ def _check_nodes(doc: dict) -> None:
                 raise AssetError("invalid_file", f"node {c} has more than one parent")
 
 
-def _check_buffers(doc: dict, folder: Path, has_bin: bool) -> None:
+def _count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _check_buffers(doc: dict, folder: Path, bin_len: int | None) -> None:
+    """Every buffer is there and holds the bytes it claims; every bufferView lies inside its
+    buffer (trimesh only asserts these, with no message)."""
+    sizes = []
     for i, buf in enumerate(doc.get("buffers", [])):
-        uri = buf.get("uri")
+        claimed, uri = buf.get("byteLength"), buf.get("uri")
+        if not _count(claimed):
+            raise AssetError("invalid_file", f"buffer {i}: byteLength {claimed!r} is no byte count")
         if uri is None:
-            if not (i == 0 and has_bin):
+            if not (i == 0 and bin_len is not None):
                 raise AssetError("missing_buffer", f"buffer {i} has no uri and no GLB binary chunk")
+            held, where = bin_len, "the GLB binary chunk"
         elif not isinstance(uri, str):
             raise AssetError("invalid_file", f"buffer {i}: uri must be a string")
         elif uri.startswith("data:"):
-            continue
+            held, where = _data_uri_bytes(uri), "its data URI"
         elif "://" in uri:
             raise AssetError("missing_buffer", f"buffer {i} is remote ({uri[:80]}), not fetched")
-        elif not (folder / urllib.parse.unquote(uri)).is_file():
-            raise AssetError("missing_buffer", f"buffer {i}: '{uri}' not found beside the file")
+        else:
+            file = folder / urllib.parse.unquote(uri)
+            if not file.is_file():
+                raise AssetError("missing_buffer", f"buffer {i}: '{uri}' not found beside the file")
+            held, where = file.stat().st_size, f"'{uri}'"
+        if claimed > held:
+            raise AssetError("invalid_file", f"buffer {i} claims {claimed} bytes, {where} holds {held}")
+        sizes.append(claimed)
+    for i, view in enumerate(doc.get("bufferViews", [])):
+        b = _index(view.get("buffer"), len(sizes), f"bufferView {i} buffer")
+        offset, length = view.get("byteOffset", 0), view.get("byteLength")
+        if not (_count(offset) and _count(length)):
+            raise AssetError("invalid_file", f"bufferView {i}: byteOffset {offset!r} and byteLength "
+                                             f"{length!r} must be byte counts")
+        if offset + length > sizes[b]:
+            raise AssetError("invalid_file", f"bufferView {i} spans bytes {offset} to {offset + length} "
+                                             f"of buffer {b}, which has {sizes[b]}")
+
+
+def _data_uri_bytes(uri: str) -> int:
+    """The length of the data a `data:` URI holds, without decoding base64."""
+    head, _, payload = uri.partition(",")
+    if head.endswith(";base64"):
+        return len(payload.rstrip("=")) * 3 // 4
+    return len(urllib.parse.unquote_to_bytes(payload))

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import objaverse
 
+from hi3dgen import lineage
 from hi3dgen.assets.mesh import make_asset_id
 from hi3dgen.parallel import ExecutorConfig, run_stage
 from hi3dgen.sources.local import ingest_file, rejected
@@ -162,8 +163,9 @@ def ingest_objaverse(
             "up_axis": "y",
             **meta.get(uid, {}),
         })
-    config = {"source": "objaverse", "limits": dataclasses.asdict(limits)}
+    config = {"source": "objaverse", "limits": dataclasses.asdict(limits),
+              "libraries": lineage.versions("trimesh", "numpy")}
     return run_stage(
         "ingest", out, items, ingest_object, config=config, executor=executor,
-        output_dirs=("assets",),
+        output_dirs=("assets",), inputs=(root,),
     )

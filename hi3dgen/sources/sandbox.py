@@ -13,11 +13,15 @@ from __future__ import annotations
 import dataclasses
 import math
 import multiprocessing
+import os
 import resource
 import signal
+import struct
+import traceback
 
 FORMATS = ("glb", "gltf", "obj", "ply", "stl", "off")
 PRELOAD = ["hi3dgen.assets.mesh", "hi3dgen.sources.gltf", "psutil", __name__]
+MAX_SECONDS = 86_400.0  # a day: more is a typo, and larger numbers overflow the CPU rlimit
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,8 +34,12 @@ class Limits:
     max_faces: int = 5_000_000  # faces of all instances, checked before merging (`too_many_faces`)
 
     def __post_init__(self):
-        if min(self.seconds, self.memory_mb, self.max_file_mb, self.max_faces) <= 0:
-            raise ValueError(f"limits must be positive: {self}")
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"limit {field.name} must be a positive finite number, not {value}")
+        if self.seconds > MAX_SECONDS:
+            raise ValueError(f"limit seconds must be at most {MAX_SECONDS:g}, not {self.seconds:g}")
 
 
 def load_isolated(path: str, file_type: str, out_glb: str, limits: Limits, up_axis: str = "y"):
@@ -93,8 +101,13 @@ def _child(conn, path, file_type, out_glb, limits: Limits, up_axis):
 
 
 def _classify(exc: Exception, file_type: str) -> str:
-    """A reason code for an exception a loader raised on a malformed file."""
+    """A reason code for an exception a loader raised on a malformed file; one without a message
+    (a bare `assert` of the loader) is named by the line that raised it."""
     text = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+    if not str(exc).strip() and exc.__traceback__ is not None:
+        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        where = frame.filename.split("site-packages/")[-1]
+        text = f"{type(exc).__name__} at {where}:{frame.lineno} ({(frame.line or '').strip()[:200]})"
     if file_type not in ("glb", "gltf") and (
         isinstance(exc, IndexError) or "index" in str(exc).lower()
     ):
@@ -104,6 +117,25 @@ def _classify(exc: Exception, file_type: str) -> str:
     return f"invalid_file: {text}"
 
 
+def _check_stl(path: str) -> None:
+    """A binary STL's triangle count must match its size: trimesh otherwise reads it as ASCII and
+    finds no geometry. ASCII STL is left to trimesh."""
+    from hi3dgen.assets.mesh import AssetError
+
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        head = f.read(1024)
+    count = struct.unpack_from("<I", head, 80)[0] if size >= 84 else None
+    if count is not None and 84 + 50 * count == size:
+        return
+    if head.lstrip()[:5].lower() == b"solid" and b"\0" not in head:
+        return
+    if count is None:
+        raise AssetError("invalid_file", f"{size} bytes: neither ASCII STL nor a binary STL's 84-byte header")
+    raise AssetError("invalid_file", f"the binary STL header claims {count} triangles "
+                                     f"({84 + 50 * count} bytes), the file has {size} bytes")
+
+
 def _load_and_write(path, file_type, out_glb, max_faces, up_axis) -> dict:
     import trimesh
 
@@ -111,7 +143,9 @@ def _load_and_write(path, file_type, out_glb, max_faces, up_axis) -> dict:
     from hi3dgen.sources import gltf
 
     if file_type in ("glb", "gltf"):
-        gltf.check(path)
+        gltf.check(path, binary=file_type == "glb")
+    elif file_type == "stl":
+        _check_stl(path)
     loaded = trimesh.load(path, file_type=file_type, process=False)
     if isinstance(loaded, trimesh.Scene):
         parts = [

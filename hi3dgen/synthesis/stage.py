@@ -7,32 +7,21 @@ else (not the count, the worker or the executor), and a rerun resumes from the j
 from __future__ import annotations
 
 import functools
-import hashlib
-import importlib.metadata
 import os
 import statistics
 from pathlib import Path
 
 import numpy as np
 
+from hi3dgen import lineage
 from hi3dgen.assets.mesh import AssetError, clean, load_glb, make_asset_id, normalize, save_glb
 from hi3dgen.assets.mesh import sharp_edges as count_sharp_edges
 from hi3dgen.parallel import ExecutorConfig, run_stage
-from hi3dgen.synthesis import csg, parts
-from hi3dgen.synthesis import families as generators
+from hi3dgen.synthesis import csg
 from hi3dgen.synthesis.families import FAMILIES, Params
 
 SOURCE = "detailverse"
-
-
-def code_version() -> str:
-    """Generator source and geometry library versions: a change redoes journaled assets."""
-    digest = hashlib.sha256()
-    for module in (csg, parts, generators):
-        digest.update(Path(module.__file__).read_bytes())
-    for dist in ("manifold3d", "trimesh", "numpy"):
-        digest.update(importlib.metadata.version(dist).encode())
-    return digest.hexdigest()[:16]
+LIBRARIES = ("manifold3d", "trimesh", "numpy")  # their versions key the journal beside the code
 
 
 def work_items(count: int, seed: int, names: list[str]) -> list[dict]:
@@ -95,7 +84,7 @@ def synthesize(count: int, seed: int, out_dir: str | os.PathLike, executor: Exec
     if count < 0 or seed < 0:
         raise ValueError(f"count and seed must be non-negative, got count={count} seed={seed}")
     names = check_families(families)
-    config = {"stage": "synthesize", "seed": seed, "families": names, "code": code_version()}
+    config = {"stage": "synthesize", "seed": seed, "families": names, "libraries": lineage.versions(*LIBRARIES)}
     return run_stage(
         "synthesize",
         out_dir,

@@ -45,10 +45,22 @@ def save(path: str | os.PathLike, state: dict) -> None:
 
 
 def load(path: str | os.PathLike) -> dict:
+    """A checkpoint (`RUN/checkpoints/last.pt`) or exported model (`RUN/model.pt`): a dict with its
+    `kind`. Any other file is a ValueError that says what it is (torch's own messages speak of
+    pickle internals)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path} is empty (0 bytes), not a checkpoint")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for a torn or foreign file
-        raise ValueError(f"checkpoint {path} cannot be read ({type(exc).__name__}: {exc})") from exc
+        raise ValueError(f"{path} is not a checkpoint torch can read: another kind of file, or one cut short "
+                         f"by an interrupted copy ({type(exc).__name__})") from None
+    if not isinstance(state, dict) or "kind" not in state:
+        what = f"a dict without 'kind' (keys {sorted(map(str, state))[:5]})" if isinstance(state, dict) \
+            else f"a {type(state).__name__}"
+        raise ValueError(f"{path} holds {what}, not a model or checkpoint written by `hi3dgen train` "
+                         "(RUN/model.pt or RUN/checkpoints/last.pt)")
+    return state

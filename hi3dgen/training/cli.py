@@ -56,7 +56,8 @@ def add_trainer_args(p: argparse.ArgumentParser, data_help: str) -> None:
 
 def apply_trainer_args(cfg, args, run_name: str) -> None:
     """Flags given on the command line over the preset's values (a run config with `data`,
-    `trainer` and `tracking` sections)."""
+    `trainer` and `tracking` sections), checked, as is the MLflow server of a tracked run: before
+    any work."""
     cfg.data.shards = args.data
     for flag, (section, field, _, _) in TRAINER_FLAGS.items():
         value = getattr(args, flag.replace("-", "_"))
@@ -64,11 +65,16 @@ def apply_trainer_args(cfg, args, run_name: str) -> None:
             setattr(getattr(cfg, section), field, value)
     if args.no_compile:
         cfg.trainer.compile = False
-    if args.lr:
+    if args.lr is not None:
         cfg.trainer.optim.lr = args.lr
     cfg.tracking.enabled = not args.no_tracking
     cfg.tracking.run_name = run_name
     cfg.tracking.experiment = args.experiment or cfg.tracking.experiment
+    cfg.trainer.__post_init__()
+    if cfg.tracking.enabled:
+        from hi3dgen import tracking
+
+        tracking.preflight()
 
 
 def register(subparsers) -> None:
@@ -96,9 +102,12 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser("predict-normal", help="NiRNE normal maps for images (16-bit PNG + preview)")
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--out", required=True, help="folder for <stem>.normal.png and <stem>.preview.png")
+    p.add_argument("--out", required=True,
+                   help="folder for <name>.normal.png and <name>.preview.png (name: the image's path "
+                        "relative to the images' common folder, without its suffix)")
     p.add_argument("images", nargs="+")
     _inference_args(p)
+    add_image_args(p)
     p.set_defaults(func=_predict)
 
     p = subparsers.add_parser("import-pairs", help="image / normal-map pairs -> view shards of one domain")
@@ -117,6 +126,12 @@ def _inference_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--max-side", type=int, default=1024, help="larger images run downscaled")
     p.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA")
+
+
+def add_image_args(p: argparse.ArgumentParser) -> None:
+    """The flags of the commands that read image files."""
+    p.add_argument("--max-pixels", type=int, help="larger images are refused (default 40 million)")
+    p.add_argument("--overwrite", action="store_true", help="replace outputs that are there already")
 
 
 def nirne_config_from_args(args):
@@ -155,22 +170,24 @@ def _eval_nirne(args) -> int:
 
 
 def _predict(args) -> int:
-    from hi3dgen.training.predict import load_nirne, predict_files
+    from hi3dgen.training.predict import MAX_PIXELS, load_nirne, predict_files
     from hi3dgen.training.trainer import resolve_device
 
     model = load_nirne(args.checkpoint, resolve_device(args.device), use_ema=not args.no_ema)
-    return report_files("predict-normal", predict_files(model, args.images, args.out, args.max_side))
+    results = predict_files(model, args.images, args.out, args.max_side, max_pixels=args.max_pixels or MAX_PIXELS,
+                            overwrite=args.overwrite)
+    return report_files("predict-normal", results)
 
 
 def report_files(command: str, results) -> int:
-    """Print each input done, or its error on stderr; exit code 1 when any failed."""
+    """Print each input with its output, or its error on stderr; exit code 1 when any failed."""
     failed = 0
-    for path, error in results:
+    for path, output, error in results:
         if error:
             failed += 1
             print(f"hi3dgen {command}: {path}: {error}", file=sys.stderr)
         else:
-            print(path)
+            print(f"{path} -> {output}")
     return 1 if failed else 0
 
 

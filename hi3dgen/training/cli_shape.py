@@ -9,8 +9,8 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from hi3dgen.training.cli import (add_eval_command, add_train_command, add_trainer_args, apply_trainer_args,
-                                  report_files)
+from hi3dgen.training.cli import (add_eval_command, add_image_args, add_train_command, add_trainer_args,
+                                  apply_trainer_args, report_files)
 
 
 def _shape_trainer_args(p) -> None:
@@ -61,11 +61,12 @@ def register(subparsers) -> None:
     p.add_argument("--nirne", help="NiRNE checkpoint (RUN/model.pt or RUN/checkpoints/last.pt)")
     p.add_argument("--vae", help="shape VAE (RUN/model.pt)")
     p.add_argument("--norld", help="NoRLD (RUN/model.pt)")
-    p.add_argument("--out", required=True, help="mesh.glb for one image, else a folder for <stem>.glb (each with "
-                                                "<stem>.normal.png and <stem>.preview.png; with --from-run, "
+    p.add_argument("--out", required=True, help="mesh.glb for one image, else a folder for <name>.glb (each with "
+                                                "<name>.normal.png and <name>.preview.png; with --from-run, "
                                                 "also in that run's artifacts)")
     p.add_argument("images", nargs="+", help="image files or folders of images")
     _sampling_args(p)
+    add_image_args(p)
     p.set_defaults(func=_generate)
 
 
@@ -131,5 +132,8 @@ def _generate(args) -> int:
     coarse = (args.grid - 1) // 4 + 1 if (args.grid - 1) % 4 == 0 and args.grid > 33 else 0
     cfg = GenerateConfig(steps=args.steps, guidance=args.guidance, seed=args.seed, device=args.device,
                          extract=ExtractConfig(resolution=args.grid, coarse=coarse))
+    if args.max_pixels:
+        cfg.max_pixels = args.max_pixels
     gen = Generator.load(*_model_paths(args), cfg)
-    return report_files("generate", generate_files(gen, args.images, args.out, run_id=args.from_run))
+    return report_files("generate", generate_files(gen, args.images, args.out, overwrite=args.overwrite,
+                                                   run_id=args.from_run))

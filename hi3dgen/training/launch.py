@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable
 
 from hi3dgen import tracking
+from hi3dgen.parallel import ExecutorConfig, init_ray
 
 # Variables a Ray worker needs to log into the same MLflow run and find the project; NVLink
 # multicast stays off in every process (multi-GPU hosts share their GPUs with others).
@@ -38,14 +39,11 @@ def launch(train_fn: Callable, cfg, out_dir: str, launch_cfg: LaunchConfig) -> d
     """Run `train_fn(cfg, out_dir)` here, or on `launch_cfg.workers` Ray Train workers."""
     if launch_cfg.workers <= 1:
         return train_fn(cfg, out_dir)
-    import ray
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    if not ray.is_initialized():
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        ray.init(address=launch_cfg.ray_address, runtime_env={"env_vars": _worker_env()},
-                 include_dashboard=False)
+    init_ray(ExecutorConfig(address=launch_cfg.ray_address),
+             runtime_env={"env_vars": _worker_env()})
 
     def per_worker(_config: dict) -> None:
         import ray.train

@@ -106,8 +106,9 @@ def pair_sample(asset_id: str, image: Path, normal_path: Path, cfg: PairsConfig)
 
 def import_pairs(images: str | os.PathLike, normals: str | os.PathLike, out: str | os.PathLike, cfg: PairsConfig) -> dict:
     """Write OUT/views/{train,val}-*.tar, OUT/shards.json and OUT/manifest.jsonl; returns the index."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    owned = {shards.INDEX, mf.MANIFEST}
+    out = io.claim_dir(out, "import-pairs", lambda rel: rel in owned or bool(shards.SHARD_RE.match(rel)),
+                       inputs=(images, normals))
     io.remove_temp_files(out)
     rows, samples = {}, {}
     for asset_id, image, normal in find_pairs(Path(images), Path(normals)):

@@ -1,10 +1,13 @@
 """NiRNE inference on image files: any size and aspect, 16-bit normal PNG (the view-sample encoding,
-via `hi3dgen.data.codec`) plus an 8-bit preview. One unreadable image is reported, not fatal.
+via `hi3dgen.data.codec`) plus an 8-bit preview. One unreadable image is reported, not fatal; two
+inputs never write one file, and a file that is there already is not overwritten unless asked.
 """
 
 from __future__ import annotations
 
+import collections
 import os
+import warnings
 from pathlib import Path
 
 import cv2
@@ -36,11 +39,39 @@ def load_nirne(path: str | os.PathLike, device: str | torch.device = "cpu", use_
     return nirne_from_state(checkpoint.load(path), str(path), use_ema).to(device).eval()
 
 
-def read_image(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+MAX_PIXELS = 40_000_000  # reading and predicting takes ~50 bytes a pixel (measured): ~2 GB at this size
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(width, height) from the image file's header, without decoding it."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the caller has its own cap
+            with Image.open(path) as im:
+                return im.size
+    except Image.DecompressionBombError:
+        raise ValueError(f"{path}: more than {2 * Image.MAX_IMAGE_PIXELS} pixels, too large to read") from None
+    except UnidentifiedImageError:
+        raise ValueError(f"{path}: not a readable image (unknown format)") from None
+
+
+def read_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, np.ndarray]:
     """Any 8/16-bit gray, RGB or RGBA file -> float32 RGB (H, W, 3) in [0, 1] and the foreground
-    (alpha > 0; everything when there is no alpha)."""
-    data = Path(path).read_bytes()
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    (alpha > 0; everything when there is no alpha). An image of more than `max_pixels` is refused
+    from its header, before it takes the memory."""
+    path = Path(path)
+    if path.is_file() and path.stat().st_size == 0:
+        raise ValueError(f"{path}: not a readable image (the file is empty)")
+    w, h = image_size(path)
+    if w * h > max_pixels:
+        raise ValueError(f"{path}: {w}x{h} is {w * h / 1e6:.1f} megapixels, more than the limit of "
+                         f"{max_pixels / 1e6:g} (--max-pixels); downscale it first")
+    try:
+        img = cv2.imdecode(np.frombuffer(path.read_bytes(), np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:
+        raise ValueError(f"{path}: not a readable image ({' '.join(str(exc).split())[:200]})") from None
     if img is None or img.size == 0:
         raise ValueError(f"{path}: not a readable image")
     scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(img.dtype)
@@ -70,20 +101,55 @@ def predict_image(model: NiRNE, rgb: np.ndarray, max_side: int | None = 1024) ->
     return n[0].float().permute(1, 2, 0).cpu().numpy()
 
 
-def predict_files(model: NiRNE, paths: list[str], out_dir: str | os.PathLike,
-                  max_side: int | None = 1024) -> list[tuple[str, str | None]]:
-    """Writes OUT/<stem>.normal.png (16-bit, background 0 where alpha is 0) and OUT/<stem>.preview.png;
-    returns (path, error or None) per input."""
+def output_names(paths: list[Path]) -> list[str]:
+    """One output name per input: its path relative to the inputs' common folder, without its
+    suffix (`a/x.png b/x.png` -> `a/x`, `b/x`), or with it where inputs of one folder share a stem
+    (`x.png x.jpg` -> `x.png`, `x.jpg`)."""
+    if not paths:
+        return []
+    common = os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in paths])
+    rel = [Path(os.path.relpath(os.path.abspath(p), common)) for p in paths]
+    stems = [r.with_suffix("").as_posix() for r in rel]
+    count = collections.Counter(r.with_suffix("").as_posix() for r in set(rel))  # a file given twice is one
+    return [r.as_posix() if count[stem] > 1 else stem for r, stem in zip(rel, stems)]
+
+
+def claim_outputs(targets: list[list[Path]], overwrite: bool = False) -> list[str | None]:
+    """Per input, why it may not write its output files (None: it may): an earlier input writes
+    one of them (the same image given twice), or one is there already and `overwrite` is off."""
+    owner: dict[Path, int] = {}
+    problems = []
+    for i, files in enumerate(targets):
+        taken = [f for f in files if f in owner]
+        there = [f for f in files if f.exists()]
+        if taken:
+            problems.append(f"{taken[0]} is the output of input {owner[taken[0]] + 1} already (given twice?)")
+        elif there and not overwrite:
+            problems.append(f"{there[0]} exists; not overwritten (remove it, give another --out, or --overwrite)")
+        else:
+            problems.append(None)
+        owner.update({f: i for f in files if f not in owner})
+    return problems
+
+
+def predict_files(model: NiRNE, paths: list[str], out_dir: str | os.PathLike, max_side: int | None = 1024,
+                  max_pixels: int = MAX_PIXELS, overwrite: bool = False) -> list[tuple[str, str, str | None]]:
+    """Writes OUT/<name>.normal.png (16-bit, background 0 where alpha is 0) and OUT/<name>.preview.png
+    (names: `output_names`); returns (input, normal map, error or None) per input."""
     out_dir = Path(out_dir)
+    paths = [Path(p) for p in paths]
+    targets = [[out_dir / f"{n}.normal.png", out_dir / f"{n}.preview.png"] for n in output_names(paths)]
     results = []
-    for path in paths:
+    for path, (normal_png, preview_png), problem in zip(paths, targets, claim_outputs(targets, overwrite)):
+        if problem:
+            results.append((str(path), str(normal_png), problem))
+            continue
         try:
-            rgb, fg = read_image(path)
+            rgb, fg = read_image(path, max_pixels)
             normal = predict_image(model, rgb, max_side)
-            stem = Path(path).stem
-            io.write_bytes(out_dir / f"{stem}.normal.png", codec.encode_normal(normal, fg))
-            io.write_bytes(out_dir / f"{stem}.preview.png", codec.encode_rgb(project_tracking.normal_to_rgb(normal, fg)))
-            results.append((str(path), None))
+            io.write_bytes(normal_png, codec.encode_normal(normal, fg))
+            io.write_bytes(preview_png, codec.encode_rgb(project_tracking.normal_to_rgb(normal, fg)))
+            results.append((str(path), str(normal_png), None))
         except (OSError, ValueError) as exc:
-            results.append((str(path), str(exc)))
+            results.append((str(path), str(normal_png), str(exc)))
     return results

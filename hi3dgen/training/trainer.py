@@ -53,6 +53,15 @@ class TrainerConfig:
     def __post_init__(self):
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, not {self.precision!r}")
+        if self.steps < 1:
+            raise ValueError(f"steps must be at least 1, not {self.steps}")
+        for name in ("log_every", "val_every", "vis_every", "ckpt_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be 0 or more, not {getattr(self, name)}")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"ema_decay must be in [0, 1), not {self.ema_decay}")
+        if not (math.isfinite(self.optim.lr) and self.optim.lr > 0):
+            raise ValueError(f"lr must be a positive number, not {self.optim.lr}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,3 +1,6 @@
+import io
+import json
+import tarfile
 import zlib
 
 import numpy as np
@@ -122,3 +125,26 @@ def test_dataloader_workers_read_disjoint_shards_and_collate(shards):
     assert sorted(keys) == sorted(s["key"] for s in ds)
     batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=2)))
     assert batch["normal"].shape == (2, 3, RES, RES) and batch["camera"]["K"].shape == (2, 3, 3)
+
+
+def test_a_torn_shard_is_named_with_how_to_rebuild_it(shards):
+    entry = json.loads((shards / "shards.json").read_text())["sets"]["views"]["train"]["shards"][0]
+    tar = shards / entry["path"]
+    data = tar.read_bytes()
+    tar.write_bytes(data[: len(data) // 2])  # cut short, as by a full disk or an interrupted copy
+    with pytest.raises(ValueError) as exc:
+        view_dataset(shards, "train")
+    said = str(exc.value)
+    assert said.startswith(f"shard {tar} has {len(data) // 2} bytes: shards.json records {len(data)} bytes")
+    assert entry["sha256"] in said and f"hi3dgen shard --in RENDER --out {shards}" in said
+    # The same size, but the second half zeroed (a tar reader takes zeros for its end) or the first
+    # header garbage: found as the shard is read.
+    half = len(data) // 2
+    members = tarfile.open(fileobj=io.BytesIO(data)).getmembers()
+    last = next(m.offset for m in members if m.name.split(".")[0] == members[-1].name.split(".")[0])
+    for torn, says in [(data[:half] + bytes(len(data) - half), "has a sample '.*' that cannot be decoded"),
+                       (data[:last] + bytes(len(data) - last), f"holds {entry['samples'] - 1} samples"),
+                       (b"\xff" * 512 + data[512:], r"cannot be read \(ReadError")]:
+        tar.write_bytes(torn)
+        with pytest.raises(ValueError, match=f"^shard {tar} {says}"):
+            list(view_dataset(shards, "train"))

@@ -1,9 +1,13 @@
 import os
+import re
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 import trimesh
 
+from hi3dgen import io
 from hi3dgen.assets.mesh import normalize, save_glb
 from hi3dgen.cli import main as cli
 from hi3dgen.data import codec
@@ -79,8 +83,7 @@ def test_deterministic_resumable_and_rerendered_on_change(inputs, tmp_path):
     files = _files(a)
     assert files == _files(b) and not any(k.endswith("rgb.png") for k in files)
     # a killed run's half-written folder is never trusted; a finished one is not redone
-    half = a / "views" / "ring.tmp-x1y2"
-    half.mkdir()
+    half = Path(tempfile.mkdtemp(prefix="ring" + io.TMP_MARK, dir=a / "views"))
     (half / "000.normal.png").write_bytes(b"torn")
     stamp = {p.name: os.stat(p).st_ino for p in (a / "views").iterdir() if p != half}
     render_assets(inputs, a, cfg, INLINE)
@@ -103,6 +106,19 @@ def test_cli_names_a_backend_that_cannot_run_here(inputs, tmp_path, capsys):
                 "--executor", "inline"]) == 2
     assert "backend 'nvdiffrast' requires CUDA" in capsys.readouterr().err
     assert not (tmp_path / "manifest.jsonl").exists()
+
+
+@pytest.mark.parametrize("flag,value,says", [
+    ("--resolution", "100000", r"resolution must be in \[1, 4096\] pixels, not 100000"),
+    ("--resolution", "0", "resolution must be in"), ("--views", "0", "views must be at least 1"),
+])
+def test_cli_refuses_sizes_no_asset_could_render(inputs, tmp_path, capsys, flag, value, says):
+    assert cli(["render", "--in", str(inputs), "--out", str(tmp_path / "out"), flag, value,
+                "--executor", "inline"]) == 2
+    assert re.search(says, capsys.readouterr().err)
+    assert not (tmp_path / "out").exists()  # refused before any work
+    with pytest.raises(ValueError, match=r"fov_deg must be in \(0, 180\)"):
+        RenderConfig(fov_deg=180)
 
 
 def test_cli_over_ray(inputs, tmp_path, ray_local):

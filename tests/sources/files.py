@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import struct
 from pathlib import Path
@@ -121,6 +122,72 @@ def write_messy(folder: Path) -> dict[str, str]:
         "big.obj": "too_large",  # 2 MB against a 1 MB cap
         "good.obj": None,
     }
+
+
+def write_links(folder: Path) -> dict[str, str | None]:
+    """Links as users and caches lay them out; returns each input (relative to `folder`) -> the
+    reason code it must get (None: accepted)."""
+    for sub in ("real", "other", "snap", "blobs"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    box().export(folder / "real" / "a.obj")
+    box().export(folder / "other" / "a.obj")  # the same name in another folder
+    (folder / "real" / "loop").symlink_to("..")  # a folder link back to its parent: a loop
+    (folder / "linked").symlink_to("real")  # a linked folder is walked like a real one
+    glb = trimesh.exchange.gltf.export_glb(trimesh.Scene(box()))
+    blob = hashlib.sha256(glb).hexdigest()
+    (folder / "blobs" / blob).write_bytes(glb)  # a content-addressed cache: blobs have no suffix,
+    (folder / "snap" / "model.glb").symlink_to(f"../blobs/{blob}")  # the links have the names
+    (folder / "cycle1.obj").symlink_to("cycle2.obj")
+    (folder / "cycle2.obj").symlink_to("cycle1.obj")
+    (folder / "gone.obj").symlink_to("nowhere.obj")
+    return {
+        "real/a.obj": None,
+        "other/a.obj": None,
+        "real/loop": "folder_loop",
+        "linked/a.obj": None,
+        "linked/loop": "folder_loop",
+        f"blobs/{blob}": "unsupported_format",
+        "snap/model.glb": None,
+        "cycle1.obj": "broken_link",
+        "cycle2.obj": "broken_link",
+        "gone.obj": "broken_link",
+    }
+
+
+def stl_claiming(path: Path, triangles: int) -> Path:
+    """A binary STL whose header claims `triangles` and which holds two."""
+    path.write_bytes(bytes(80) + struct.pack("<I", triangles) + bytes(50 * 2))
+    return path
+
+
+def edited_glb(path: Path, edit) -> Path:
+    """A GLB of the box whose JSON chunk `edit(doc)` changed (the binary chunk is kept)."""
+    glb = trimesh.exchange.gltf.export_glb(trimesh.Scene(box()))
+    json_len = struct.unpack_from("<I", glb, 12)[0]
+    doc = json.loads(glb[20:20 + json_len])
+    edit(doc)
+    blob = json.dumps(doc).encode()
+    blob += b" " * (-len(blob) % 4)
+    rest = glb[20 + json_len:]
+    path.write_bytes(b"glTF" + struct.pack("<IIII", 2, 20 + len(blob) + len(rest), len(blob), 0x4E4F534A)
+                     + blob + rest)
+    return path
+
+
+def huge_view_glb(path: Path) -> Path:
+    """A GLB whose first bufferView claims 4 GiB of a 240-byte buffer."""
+    return edited_glb(path, lambda doc: doc["bufferViews"][0].update(byteLength=4 * 2**30))
+
+
+def strided_glb(path: Path) -> Path:
+    """A GLB whose vertex positions are a strided accessor a million entries long, far past its
+    bufferView: trimesh stops at a bare `assert`."""
+    def edit(doc):
+        acc = doc["accessors"][doc["meshes"][0]["primitives"][0]["attributes"]["POSITION"]]
+        doc["bufferViews"][acc["bufferView"]]["byteStride"] = 12
+        acc["count"] = 10**6
+
+    return edited_glb(path, edit)
 
 
 def objaverse_cache(base: Path, uids: dict[str, bytes | None], annotations=None) -> Path:

@@ -49,3 +49,8 @@ def test_ingest_usage_errors(tmp_path, capsys):
     assert "--uids FILE or --limit N" in capsys.readouterr().err
     assert hi3dgen.cli.main(["ingest", "--source", "local", *out]) == 2
     assert hi3dgen.cli.main(["ingest", "--source", "local", "--path", "/nonexistent", *out]) == 2
+    capsys.readouterr()
+    for value in ("nan", "inf", "-1"):
+        assert hi3dgen.cli.main(["ingest", "--source", "local", "--path", str(tmp_path), "--timeout", value, *out]) == 2
+        assert "limit seconds must be a positive finite number" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # refused before any work

@@ -1,4 +1,7 @@
 import hashlib
+import math
+import os
+import re
 import time
 
 import numpy as np
@@ -8,7 +11,7 @@ import trimesh
 from hi3dgen.assets.mesh import ASSET_ID_RE, load_glb
 from hi3dgen.data.manifest import read_manifest
 from hi3dgen.parallel import ExecutorConfig
-from hi3dgen.sources.local import ingest_local
+from hi3dgen.sources.local import asset_ids, ingest_local
 from hi3dgen.sources.sandbox import Limits
 from tests import gltf
 from tests.sources import files
@@ -77,6 +80,53 @@ def test_messy_files_get_their_reason_and_the_rest_goes_through(tmp_path):
     check_normalized(tmp_path / "out", named["good.obj"])
     rerun = ingest_local(tmp_path / "src", tmp_path / "out", INLINE, Limits(max_file_mb=1))
     assert rerun == rows
+
+
+def test_links_loops_and_same_names_each_get_their_row(tmp_path):
+    src = tmp_path / "src"
+    expected = files.write_links(src)
+    rows = ingest_local(src, tmp_path / "out", INLINE)
+    got = {os.path.relpath(r["input_path"], src): r["reason"].split(":")[0] if r["status"] == "rejected" else None
+           for r in rows}
+    assert got == expected
+    named = {os.path.relpath(r["input_path"], src): r for r in rows}
+    assert len({r["asset_id"] for r in rows}) == len(rows)
+    assert named["real/a.obj"]["asset_id"] != named["other/a.obj"]["asset_id"]
+    for link in ("cycle1.obj", "gone.obj", "real/loop"):
+        assert str(src / link) in named[link]["reason"]  # the reason names the link
+    assert "nowhere.obj" in named["gone.obj"]["reason"]
+    check_normalized(tmp_path / "out", named["snap/model.glb"])
+    assert ingest_local(src, tmp_path / "out", INLINE) == rows
+
+
+def test_asset_ids_stay_unique_at_scale_and_when_hashes_collide():
+    rels = [f"d{i}/a.obj" for i in range(100_000)]  # with 8 hex digits, 2 in 3 such sets collide
+    ids = asset_ids(rels)
+    assert len(set(ids)) == len(ids)
+    assert all(re.fullmatch(r"local-a-[0-9a-f]{16}", i) for i in ids)  # 10^7 paths: odds of a clash ~3e-6
+    few = asset_ids(rels[:50], digits=1)  # 16 hashes for 50 paths: most collide
+    assert len(set(few)) == 50 and few == asset_ids(rels[:50], digits=1)
+    assert all(ASSET_ID_RE.match(i) for i in few)
+
+
+def test_reasons_say_what_is_wrong(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    files.stl_claiming(src / "claims.stl", 10**9)
+    files.huge_view_glb(src / "view.glb")
+    files.strided_glb(src / "strided.glb")
+    reasons = {name: r["reason"] for name, r in by_name(ingest_local(src, tmp_path / "out", INLINE)).items()}
+    assert reasons["claims.stl"].startswith("invalid_file: the binary STL header claims 1000000000 triangles")
+    assert reasons["view.glb"] == f"invalid_file: bufferView 0 spans bytes 0 to {4 * 2**30} of buffer 0, which has 240"
+    assert reasons["strided.glb"].startswith("invalid_file: AssertionError at trimesh/exchange/gltf/")
+    assert "assert" in reasons["strided.glb"].split("(", 1)[1]  # the line that raised
+
+
+@pytest.mark.parametrize("field", ["seconds", "memory_mb", "max_file_mb", "max_faces"])
+@pytest.mark.parametrize("value", [0, -1, math.nan, math.inf])
+def test_limits_must_be_positive_and_finite(field, value):
+    with pytest.raises(ValueError, match=f"limit {field} must be a positive finite number"):
+        Limits(**{field: value})
 
 
 def test_hangs_and_memory_blowups_are_stopped_within_the_limits(tmp_path):

@@ -78,25 +78,33 @@ def test_same_seed_and_index_give_identical_bytes_across_counts_and_executors(tm
     assert other_seed[0]["sha256"] != small[0]["sha256"]
 
 
-def test_rerun_resumes_from_the_journal(tmp_path, monkeypatch):
+def test_rerun_resumes_from_the_journal(tmp_path):
     out = tmp_path / "out"
     first = synthesize(3, 1, out, INLINE, CHEAP)
     journal = out / mf.JOURNAL
     lines = journal.read_text().splitlines()
-    journal.write_text("\n".join(lines[:-1]) + "\n")
+    journal.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:20])  # killed while writing the last row
     lost = json.loads(lines[-1])["asset_id"]
     original = (out / "assets" / f"{lost}.glb").read_bytes()
     (out / "assets" / f"{lost}.glb").unlink()
+    kept = {p.name: p.stat().st_ino for p in (out / "assets").iterdir()}
 
-    calls = []
-    real = stage.synthesize_one
-    monkeypatch.setattr(stage, "synthesize_one", lambda item, out_dir: calls.append(item) or
-                        real(item, out_dir))
     assert synthesize(3, 1, out, INLINE, CHEAP) == first
-    assert [c["asset_id"] for c in calls] == [lost]
     assert (out / "assets" / f"{lost}.glb").read_bytes() == original
+    assert {p.name: p.stat().st_ino for p in (out / "assets").iterdir() if p.name in kept} == kept  # not redone
+    again = {p.name: p.stat().st_ino for p in (out / "assets").iterdir()}
     assert synthesize(3, 1, out, INLINE, CHEAP) == first
-    assert len(calls) == 1
+    assert {p.name: p.stat().st_ino for p in (out / "assets").iterdir()} == again
+
+
+def test_an_accepted_row_whose_file_is_gone_is_redone(tmp_path):
+    out = tmp_path / "out"
+    first = synthesize(2, 1, out, INLINE, CHEAP)
+    victim = out / first[0]["path"]
+    original = victim.read_bytes()
+    victim.unlink()  # the journal still says done
+    assert synthesize(2, 1, out, INLINE, CHEAP) == first
+    assert victim.read_bytes() == original
 
 
 def test_generator_failure_becomes_a_rejected_row(tmp_path, monkeypatch):

@@ -154,7 +154,10 @@ def test_cli_stage1_stage2_eval_predict(shard_dirs, tmp_path, capsys):
     assert np.allclose(np.linalg.norm(n, axis=-1), 1, atol=1e-3)
     assert (pred / "odd.preview.png").exists()
     first = (pred / "odd.normal.png").read_bytes()
-    run_cli(["predict-normal", "--checkpoint", str(run2 / "checkpoints/last.pt"), "--out", str(pred), str(imgs / "odd.png")])
+    again = ["predict-normal", "--checkpoint", str(run2 / "checkpoints/last.pt"), "--out", str(pred), str(imgs / "odd.png")]
+    assert run_cli(again) == 1 and "odd.normal.png exists; not overwritten" in capsys.readouterr().err
+    assert run_cli([*again, "--overwrite"]) == 0
+    assert capsys.readouterr().out.strip() == f"{imgs / 'odd.png'} -> {pred / 'odd.normal.png'}"
     assert (pred / "odd.normal.png").read_bytes() == first  # no noise at inference: deterministic
 
 

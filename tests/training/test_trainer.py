@@ -7,10 +7,12 @@ import numpy as np
 import pytest
 import torch
 
+import hi3dgen.cli
 from hi3dgen.training import checkpoint
 from hi3dgen.training.ema import EMA
 from hi3dgen.training.nirne import NiRNETrainer, build_data, build_model, preset_config
-from hi3dgen.training.optim import warmup_cosine
+from hi3dgen.training.optim import OptimConfig, warmup_cosine
+from hi3dgen.training.trainer import TrainerConfig
 
 
 def tiny(steps=12, **trainer):
@@ -54,9 +56,43 @@ def test_checkpoint_and_exported_model(tmp_path):
     exported = checkpoint.load(tmp_path / "model.pt")
     assert exported["kind"] == "nirne" and exported["model"].keys() == state["model"].keys()
     assert not any(p.name.startswith("last.pt.tmp") for p in (tmp_path / "checkpoints").iterdir())
-    (tmp_path / "torn.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="cannot be read"):
-        checkpoint.load(tmp_path / "torn.pt")
+    (tmp_path / "torn.pt").write_bytes((tmp_path / "model.pt").read_bytes()[:1000])
+    (tmp_path / "text.pt").write_bytes(b"not a checkpoint")
+    (tmp_path / "empty.pt").write_bytes(b"")
+    torch.save(torch.zeros(3), tmp_path / "tensor.pt")
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "dict.pt")
+    for name, says in [("torn.pt", "is not a checkpoint torch can read"), ("text.pt", "is not a checkpoint torch can read"),
+                       ("empty.pt", "is empty (0 bytes)"), ("tensor.pt", "holds a Tensor, not a model or checkpoint"),
+                       ("dict.pt", "holds a dict without 'kind'")]:
+        with pytest.raises(ValueError, match=f"{name} {says}".replace("(", r"\(").replace(")", r"\)")):
+            checkpoint.load(tmp_path / name)
+
+
+def test_a_foreign_file_as_checkpoint_is_a_clear_error(tmp_path, capsys):
+    (tmp_path / "notes.pt").write_text("my notes")
+    image = tmp_path / "in.png"
+    image.write_bytes(b"")
+    argv = ["predict-normal", "--checkpoint", str(tmp_path / "notes.pt"), "--out", str(tmp_path / "out"), str(image)]
+    assert hi3dgen.cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"hi3dgen predict-normal: error: {tmp_path / 'notes.pt'} is not a checkpoint") and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("field,value,says", [
+    ("steps", -1, "steps must be at least 1"), ("steps", 0, "steps must be at least 1"),
+    ("log_every", -1, "log_every must be 0 or more"), ("ema_decay", 1.0, r"ema_decay must be in \[0, 1\)"),
+    ("optim", OptimConfig(lr=float("nan")), "lr must be a positive number"),
+])
+def test_trainer_config_values_are_checked(field, value, says):
+    with pytest.raises(ValueError, match=says):
+        TrainerConfig(**{field: value})
+
+
+def test_bad_steps_stop_the_command_before_any_work(tmp_path, capsys):
+    argv = ["train", "nirne", "--data", "toy", "--preset", "tiny", "--steps", "-1", "--no-tracking", "--out", str(tmp_path / "run")]
+    assert hi3dgen.cli.main(argv) == 2
+    assert "steps must be at least 1, not -1" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
 
 
 def test_warmup_then_cosine():
