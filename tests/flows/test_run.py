@@ -114,7 +114,7 @@ def test_run_lineage_rerun_generate_and_lock(tmp_path):
     # The two runs committed: DVC compares them, the knob and the metrics it moved, nothing else.
     _commit(root, "run 3: eval_norld.steps=3")
     params = json.loads(project.run(root, "dvc", "params", "diff", "HEAD~1", "--json").stdout)
-    assert params == {"params.yaml": {"eval_norld.steps": {"old": 2, "new": 3}}}, params
+    assert params == {"params.yaml": {"eval_norld.steps": {"old": 2, "new": 3, "diff": 1}}}, params
     metrics = json.loads(project.run(root, "dvc", "metrics", "diff", "HEAD~1", "--json").stdout)
     assert list(metrics) == ["metrics/norld.json"], metrics
     moved = {k for k, v in metrics["metrics/norld.json"].items() if v["diff"]}
