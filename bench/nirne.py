@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hi3dgen.models.nirne import NiRNE  # noqa: E402
 from hi3dgen.training.nirne import NiRNETrainer, preset_config  # noqa: E402
-from hi3dgen.training.toy import toy_batch  # noqa: E402
+from hi3dgen.data.toy import toy_batch  # noqa: E402
 
 DATASHEET_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0}  # dense, SXM
 

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from hi3dgen import io, lineage
-from hi3dgen.data import codec
+from hi3dgen.data import DOMAINS, codec
 from hi3dgen.data import manifest as mf
 from hi3dgen.parallel import ExecutorConfig, fan_out
 
@@ -107,10 +107,6 @@ def assign_splits(asset_ids: list[str], val_fraction: float) -> dict[str, str]:
     if val_fraction > 0 and len(asset_ids) > 1 and "val" not in split.values():
         split[min(asset_ids, key=_hash_unit)] = "val"
     return split
-
-
-def asset_seed(asset_id: str, seed: int) -> int:
-    return int(_hash_unit(f"{seed}:{asset_id}") * 2**63)
 
 
 class _Rejected(Exception):
@@ -310,9 +306,9 @@ def _collect(render_dir: Path, out_dir: Path, config: ShardConfig) -> tuple[dict
             views = list_views(render_dir / row.get("dir", f"views/{row['asset_id']}"))
             if len(views) < config.shape_views:
                 raise _Rejected(f"too_few_views: {len(views)} < shape_views {config.shape_views}")
-            if base["domain"] not in ("real", "synthetic"):
+            if base["domain"] not in DOMAINS:
                 base["domain"] = codec.decode_json(views[0]["meta.json"].read_bytes()).get("domain")
-            if base["domain"] not in ("real", "synthetic"):
+            if base["domain"] not in DOMAINS:
                 raise _Rejected(f"bad_domain: {base['domain']!r} is neither real nor synthetic")
             if not base["input_path"] or not Path(base["input_path"]).is_file():
                 raise _Rejected(f"missing_mesh: {base['input_path']}")
@@ -320,7 +316,7 @@ def _collect(render_dir: Path, out_dir: Path, config: ShardConfig) -> tuple[dict
             rows[row["asset_id"]] = {**base, "status": "rejected", "reason": str(exc)}
             continue
         sha = io.sha256_file(base["input_path"])
-        seed = asset_seed(row["asset_id"], config.seed)
+        seed = mf.asset_seed(config.seed, row["asset_id"])
         assets.append({**base, "views": views, "glb_sha256": sha, "seed": seed,
                        "cache": out_dir / CACHE / f"{row['asset_id']}-{sha[:16]}-{geo_fp}.npz"})
     return rows, assets

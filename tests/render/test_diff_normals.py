@@ -3,7 +3,8 @@ import pytest
 import torch
 import trimesh
 
-from hi3dgen.render.cameras import Camera, intrinsics, look_at
+from hi3dgen.data.cameras import Camera
+from hi3dgen.render.cameras import intrinsics, look_at
 from hi3dgen.render.diff_normals import normal_error, render_normals, resize_camera
 
 

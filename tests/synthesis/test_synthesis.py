@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from manifold3d import Manifold
 
-from hi3dgen import cli
+import hi3dgen_cli as cli
 from hi3dgen.assets.mesh import load_glb
 from hi3dgen.data import manifest as mf
 from hi3dgen.parallel import ExecutorConfig
-from hi3dgen.synthesis import FAMILIES, stage, stats, synthesize
+from hi3dgen.synthesis import FAMILIES, stats, synthesize
 
 INLINE = ExecutorConfig(kind="inline")
 CHEAP = ["heat_sink", "tower_block", "medallion"]  # the fastest families, for the plumbing tests

@@ -4,12 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from hi3dgen.models import shape_vae
+from hi3dgen.inference.checkpoints import load_vae
 from hi3dgen.training.norld import NoRLDTrainer, build_model, preset_config
 from hi3dgen.training.tracking import TrackingConfig
-from hi3dgen.training.vae import build_data
+from hi3dgen.training.vae import build_data, train_vae
 from hi3dgen.training.vae import preset_config as vae_preset
-from hi3dgen.training.vae import train_vae
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +33,7 @@ def tiny(vae_path, steps: int, weight: float = 1.0, **reg):
 
 
 def make_trainer(cfg, out):
-    vae = shape_vae.load(cfg.vae)
+    vae = load_vae(cfg.vae)
     return NoRLDTrainer(cfg, build_model(cfg, vae, "cpu"), vae, build_data(cfg.data, cfg.trainer.seed), out)
 
 
@@ -130,19 +129,15 @@ def test_mlflow_logs_losses_and_rendered_normals(vae_path, tmp_path, monkeypatch
 
 
 def test_cli_trains_evaluates_and_generates(vae_path, tmp_path):
-    import argparse
     import json
 
     import cv2
 
+    import hi3dgen_cli
     from hi3dgen.assets.mesh import load_glb
     from hi3dgen.data import codec
-    from hi3dgen.training import cli, cli_shape
 
-    parser = argparse.ArgumentParser()
-    sub = parser.add_subparsers(dest="command", required=True)
-    cli.register(sub)
-    cli_shape.register(sub)
+    parser = hi3dgen_cli.build_parser()
 
     def run(*argv):
         args = parser.parse_args([str(a) for a in argv])

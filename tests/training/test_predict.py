@@ -9,7 +9,7 @@ import pytest
 
 from hi3dgen.data import codec
 from hi3dgen.training.nirne import build_model, preset_config
-from hi3dgen.training.predict import predict_files
+from hi3dgen.inference.predict import predict_files
 
 
 @pytest.fixture(scope="module")

@@ -18,10 +18,10 @@ import numpy as np
 
 import hi3dgen
 from hi3dgen import io
-from hi3dgen.data import codec
+from hi3dgen.data import DOMAINS, codec
 from hi3dgen.data import manifest as mf
 from hi3dgen.data import shards
-from hi3dgen.training.predict import read_image
+from hi3dgen.images import read_image
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 NORMAL_SUFFIXES = (".normal", "_normal", "_normals", "")
@@ -37,7 +37,7 @@ class PairsConfig:
     fov_deg: float = 60.0  # horizontal field of view of the assumed camera
 
     def __post_init__(self):
-        if self.domain not in ("real", "synthetic"):
+        if self.domain not in DOMAINS:
             raise ValueError(f"domain must be real or synthetic, not {self.domain!r}")
         if self.convention not in CONVENTIONS:
             raise ValueError(f"convention must be one of {CONVENTIONS}, not {self.convention!r}")

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import collections
 import os
-import warnings
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -18,71 +16,8 @@ import torch.nn.functional as F
 from hi3dgen import io
 from hi3dgen import tracking as project_tracking
 from hi3dgen.data import codec
-from hi3dgen.models.nirne import NiRNE, NiRNEConfig
-from hi3dgen.training import checkpoint
-
-
-def nirne_from_state(state: dict, source: str, use_ema: bool = True) -> NiRNE:
-    """The NiRNE a checkpoint dict holds (`RUN/checkpoints/last.pt`: its EMA weights unless `use_ema`
-    is false; `RUN/model.pt`: the exported weights); `source` names it in errors."""
-    if state.get("kind") != "nirne":
-        raise ValueError(f"{source} is not a NiRNE checkpoint (kind {state.get('kind')!r})")
-    model = NiRNE(NiRNEConfig.from_dict({**state["config"]["model"], "clean_init": None, "noisy_init": None}))
-    weights = state["model"]
-    if use_ema and state.get("ema"):
-        weights = {k: state["ema"]["shadow"].get(k, v).to(v.dtype) for k, v in weights.items()}
-    model.load_state_dict(weights)
-    return model
-
-
-def load_nirne(path: str | os.PathLike, device: str | torch.device = "cpu", use_ema: bool = True) -> NiRNE:
-    return nirne_from_state(checkpoint.load(path), str(path), use_ema).to(device).eval()
-
-
-MAX_PIXELS = 40_000_000  # reading and predicting takes ~50 bytes a pixel (measured): ~2 GB at this size
-
-
-def image_size(path: str | os.PathLike) -> tuple[int, int]:
-    """(width, height) from the image file's header, without decoding it."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the caller has its own cap
-            with Image.open(path) as im:
-                return im.size
-    except Image.DecompressionBombError:
-        raise ValueError(f"{path}: more than {2 * Image.MAX_IMAGE_PIXELS} pixels, too large to read") from None
-    except UnidentifiedImageError:
-        raise ValueError(f"{path}: not a readable image (unknown format)") from None
-
-
-def read_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, np.ndarray]:
-    """Any 8/16-bit gray, RGB or RGBA file -> float32 RGB (H, W, 3) in [0, 1] and the foreground
-    (alpha > 0; everything when there is no alpha). An image of more than `max_pixels` is refused
-    from its header, before it takes the memory."""
-    path = Path(path)
-    if path.is_file() and path.stat().st_size == 0:
-        raise ValueError(f"{path}: not a readable image (the file is empty)")
-    w, h = image_size(path)
-    if w * h > max_pixels:
-        raise ValueError(f"{path}: {w}x{h} is {w * h / 1e6:.1f} megapixels, more than the limit of "
-                         f"{max_pixels / 1e6:g} (--max-pixels); downscale it first")
-    try:
-        img = cv2.imdecode(np.frombuffer(path.read_bytes(), np.uint8), cv2.IMREAD_UNCHANGED)
-    except cv2.error as exc:
-        raise ValueError(f"{path}: not a readable image ({' '.join(str(exc).split())[:200]})") from None
-    if img is None or img.size == 0:
-        raise ValueError(f"{path}: not a readable image")
-    scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(img.dtype)
-    if scale is None:
-        raise ValueError(f"{path}: unsupported pixel type {img.dtype} (need 8 or 16 bit)")
-    img = img.astype(np.float32) / scale
-    if img.ndim == 2:
-        img = img[..., None]
-    alpha = img[..., 3] if img.shape[2] == 4 else np.ones(img.shape[:2], np.float32)
-    rgb = img[..., :3][..., ::-1] if img.shape[2] >= 3 else np.repeat(img[..., :1], 3, axis=2)
-    return np.ascontiguousarray(rgb), alpha > 0
+from hi3dgen.images import MAX_PIXELS, read_image
+from hi3dgen.models.nirne import NiRNE
 
 
 def predict_image(model: NiRNE, rgb: np.ndarray, max_side: int | None = 1024) -> np.ndarray:
