@@ -7,7 +7,7 @@ export DVC_NO_ANALYTICS := 1
 export RAY_AUTH_MODE := disabled
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: setup test demo clean
+.PHONY: setup validator test demo clean
 # data/ (tracked by data.dvc) comes from the DVC cache when it has it; on a fresh clone it has not,
 # and a failed checkout removes the empty folder: make it afterwards.
 setup: $(STAMP)
@@ -21,7 +21,15 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
 	touch $(STAMP)
 
-test: setup
+# The Khronos glTF validator (npm) for the tests that check every GLB the project writes; without
+# node and npm, or offline, those tests skip and say why.
+VALIDATOR := $(VENV)/node_modules/gltf-validator/package.json
+validator: $(VALIDATOR)
+$(VALIDATOR):
+	@command -v npm >/dev/null && timeout 300 npm install -q --no-save --no-package-lock --no-audit --no-fund \
+		--prefix $(VENV) gltf-validator@2.0.0-dev.3.10 || echo "no glTF validator (needs node and npm): its tests skip"
+
+test: setup validator
 	$(VENV)/bin/pytest -q tests
 
 demo: setup

@@ -65,10 +65,13 @@ def _run(args) -> int:
         "\nWhere to look:\n"
         f"  shards:       {root / 'outputs' / 'shards'}\n"
         f"  models:       {root / 'outputs' / 'models'}\n"
+        f"  metrics:      dvc metrics show   ({root / 'metrics'})\n"
         f"  MLflow UI:    hi3dgen ui   (MLFLOW_TRACKING_URI={os.environ['MLFLOW_TRACKING_URI']})"
     )
     if results and "norld" in {r["stage"] for r in results}:
         print(f"  image->mesh:  hi3dgen generate --from-run {results[0]['parent_run_id']} --out mesh.glb IMAGE")
+    print("  record it:    git add params.yaml dvc.lock metrics && git commit -m 'run: ...'\n"
+          "                then `dvc metrics diff HEAD~1` and `dvc params diff HEAD~1` compare it with the last one")
     return 0
 
 

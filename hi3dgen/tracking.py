@@ -121,6 +121,17 @@ def log_image(image: np.ndarray, artifact_file: str) -> None:
     mlflow.log_image(image, artifact_file)
 
 
+def log_files(run_id: str, paths: list, artifact_path: str) -> None:
+    """Files as artifacts of a run, finished or not (`hi3dgen generate --from-run` adds its meshes to
+    the run whose models made them)."""
+    from mlflow import MlflowClient
+
+    setup()
+    client = MlflowClient()
+    for path in paths:
+        client.log_artifact(run_id, str(path), artifact_path)
+
+
 def curves_image(curves: dict[str, list[tuple[int, float]]]) -> np.ndarray:
     """Curves (name -> [(step, value)]) as one (H, W, 3) uint8 plot; log scale when all are positive."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg

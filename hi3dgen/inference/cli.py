@@ -45,7 +45,9 @@ def register(subparsers) -> None:
     p.add_argument("--nirne", help="NiRNE checkpoint (RUN/model.pt or RUN/checkpoints/last.pt)")
     p.add_argument("--vae", help="shape VAE (RUN/model.pt)")
     p.add_argument("--norld", help="NoRLD (RUN/model.pt)")
-    p.add_argument("--out", required=True, help="mesh.glb for one image, else a folder for <stem>.glb")
+    p.add_argument("--out", required=True, help="mesh.glb for one image, else a folder for <name>.glb (each with "
+                                                "<name>.normal.png and <name>.preview.png; with --from-run, "
+                                                "also in that run's artifacts)")
     p.add_argument("images", nargs="+", help="image files or folders of images")
     add_sampling_args(p)
     add_image_args(p)
@@ -103,4 +105,5 @@ def _generate(args) -> int:
     if args.max_pixels:
         cfg.max_pixels = args.max_pixels
     gen = Generator.load(*_model_paths(args), cfg)
-    return report_files("generate", generate_files(gen, args.images, args.out, overwrite=args.overwrite))
+    return report_files("generate", generate_files(gen, args.images, args.out, overwrite=args.overwrite,
+                                                   run_id=args.from_run))

@@ -1,6 +1,7 @@
 """Image -> mesh: NiRNE normal map -> NoRLD latent (Euler sampling with classifier-free guidance)
 -> shape VAE decode -> marching cubes -> GLB in the unit cube (the asset contract), with the
-predicted normal map saved beside it. One image or a folder of them.
+predicted normal map and a preview (the input, its normal map, the mesh from a few views) saved
+beside it. One image or a folder of them.
 """
 
 from __future__ import annotations
@@ -106,6 +107,27 @@ def generate(image, nirne_ckpt, vae_ckpt, norld_ckpt, steps: int = 25, guidance:
     return gen(rgb, fg)[0]
 
 
+def preview(rgb: np.ndarray, fg: np.ndarray, normal: np.ndarray, mesh, views: int = 4, size: int = 256) -> np.ndarray:
+    """The input image, its predicted normal map and the mesh shaded from `views` cameras around it,
+    side by side as one (size, (2 + views) * size, 3) uint8 image: people judge a mesh by looking."""
+    import cv2
+
+    from hi3dgen.render.backend import get_backend
+    from hi3dgen.render.cameras import orbit_cameras
+    from hi3dgen.tracking import grid, normal_to_rgb
+
+    def square(img: np.ndarray) -> np.ndarray:
+        h, w = img.shape[:2]
+        side = max(h, w)
+        out = np.zeros((side, side, 3), np.uint8)
+        out[(side - h) // 2:(side - h) // 2 + h, (side - w) // 2:(side - w) // 2 + w] = img
+        return cv2.resize(out, (size, size), interpolation=cv2.INTER_AREA)
+
+    image = (np.clip(rgb, 0, 1) * fg[..., None] * 255).round().astype(np.uint8)
+    renders = get_backend("embree").render(mesh, orbit_cameras(views, size, elevation_deg=(10.0, 35.0)))
+    return grid([square(image), square(normal_to_rgb(normal, fg)), *(v.rgb for v in renders)], cols=2 + views)
+
+
 def image_paths(inputs: list[str]) -> list[Path]:
     """Files as given, and the images inside given folders (sorted)."""
     out = []
@@ -117,21 +139,27 @@ def image_paths(inputs: list[str]) -> list[Path]:
     return out
 
 
-def generate_files(gen: Generator, inputs: list[str], out: str | os.PathLike,
-                   overwrite: bool = False) -> list[tuple[str, str, str | None]]:
+def generate_files(gen: Generator, inputs: list[str], out: str | os.PathLike, overwrite: bool = False,
+                   run_id: str | None = None) -> list[tuple[str, str, str | None]]:
     """Writes OUT (one image: a .glb path) or OUT/<name>.glb (several, or a folder; names as
-    `predict.output_names`), each with <name>.normal.png beside it; returns (input, mesh, error or
+    `predict.output_names`), each with <name>.normal.png and <name>.preview.png beside it, also
+    logged to the MLflow run `run_id` when given (under `generate/`); returns (input, mesh, error or
     None) per image."""
+    from hi3dgen import tracking
     from hi3dgen.assets.mesh import save_glb
 
     paths = image_paths(inputs)
     out = Path(out)
     if len(paths) == 1 and out.suffix.lower() == ".glb":
-        targets = [[out, out.with_suffix(".normal.png")]]
+        targets = [[out, out.with_suffix(".normal.png"), out.with_suffix(".preview.png")]]
+        folders = ["generate"]
     else:
-        targets = [[out / f"{n}.glb", out / f"{n}.normal.png"] for n in output_names(paths)]
+        names = output_names(paths)
+        targets = [[out / f"{n}.glb", out / f"{n}.normal.png", out / f"{n}.preview.png"] for n in names]
+        folders = [Path("generate", n).parent.as_posix() for n in names]
     results = []
-    for path, (glb, normal_png), problem in zip(paths, targets, claim_outputs(targets, overwrite)):
+    for path, files, folder, problem in zip(paths, targets, folders, claim_outputs(targets, overwrite)):
+        glb, normal_png, preview_png = files
         if problem:
             results.append((str(path), str(glb), problem))
             continue
@@ -140,6 +168,9 @@ def generate_files(gen: Generator, inputs: list[str], out: str | os.PathLike,
             mesh, normal = gen(rgb, fg)
             save_glb(mesh, glb)
             io.write_bytes(normal_png, codec.encode_normal(normal, fg))
+            io.write_bytes(preview_png, codec.encode_rgb(preview(rgb, fg, normal, mesh)))
+            if run_id:
+                tracking.log_files(run_id, files, folder)
             results.append((str(path), str(glb), None))
         except (OSError, ValueError) as exc:
             results.append((str(path), str(glb), str(exc)))

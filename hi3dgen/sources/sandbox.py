@@ -21,7 +21,7 @@ import traceback
 
 FORMATS = ("glb", "gltf", "obj", "ply", "stl", "off")
 STARTUP_SECONDS = 300.0  # for the forkserver to start and fork the child
-PRELOAD = ["hi3dgen.assets.mesh", "hi3dgen.sources.gltf", __name__]
+PRELOAD = ["hi3dgen.assets.mesh", "hi3dgen.sources.gltf", "psutil", __name__]
 MAX_SECONDS = 86_400.0  # a day: more is a typo, and larger numbers overflow the CPU rlimit
 
 
@@ -85,10 +85,9 @@ def load_isolated(path: str, file_type: str, out_glb: str, limits: Limits, up_ax
 
 def _child(conn, path, file_type, out_glb, limits: Limits, up_axis):
     conn.send("started")
-    page = resource.getpagesize()
-    with open("/proc/self/statm") as f:
-        start = int(f.read().split()[0]) * page
-    cap = start + limits.memory_mb * 2**20
+    import psutil
+
+    cap = psutil.Process().memory_info().vms + limits.memory_mb * 2**20  # the cap counts from here
     resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
     # A backstop if the parent dies and can no longer kill this child on time.
     cpu = math.ceil(limits.seconds) + 1

@@ -1,6 +1,7 @@
 """`hi3dgen run` on a fresh copy of the project: one MLflow parent run with a child per stage, a
-rerun with nothing changed skips every stage and still names the models to generate with, and a
-second concurrent run is refused."""
+rerun with nothing changed skips every stage and still names the models to generate with, a
+second concurrent run is refused, and two committed runs with one knob changed compare with
+`dvc metrics diff` / `dvc params diff`."""
 
 import json
 import re
@@ -13,14 +14,22 @@ from tests import project
 pytestmark = pytest.mark.slow
 
 
-def _runs(root):
-    import mlflow
+def _client(root):
     from mlflow import MlflowClient
 
-    mlflow.set_tracking_uri(project.env(root)["MLFLOW_TRACKING_URI"])
-    client = MlflowClient()
+    return MlflowClient(project.env(root)["MLFLOW_TRACKING_URI"])
+
+
+def _runs(root):
+    client = _client(root)
     exp = client.get_experiment_by_name("hi3dgen")
     return client.search_runs([exp.experiment_id], max_results=500)
+
+
+def _commit(root, message):
+    """A run recorded as README says: its params, dvc.lock and metrics committed."""
+    subprocess.run(["git", "add", "params.yaml", "dvc.lock", "metrics"], cwd=root, check=True)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message], cwd=root, check=True)
 
 
 STAGES = ["synthesize", "ingest", "filter", "render", "shard", "nirne_stage1", "nirne_stage2", "eval_nirne",
@@ -58,8 +67,12 @@ def test_run_lineage_rerun_generate_and_lock(tmp_path):
     assert {"train/flow_loss", "train/normal_reg_loss"} <= set(by_stage["norld"].data.metrics)
     assert {"chamfer", "fscore", "NE", "SNE"} <= set(json.loads((root / "metrics" / "norld.json").read_text()))
     assert {"NE", "SNE"} <= set(json.loads((root / "metrics" / "nirne.json").read_text()))
+    for metrics in (root / "metrics").glob("*.json"):  # numbers only, the same in every clone
+        assert str(root) not in metrics.read_text() and not re.search(r'": "', metrics.read_text()), metrics
+    assert by_stage["eval_norld"].data.tags["eval.norld"] == "outputs/models/norld/model.pt"  # provenance as tags
     first = project.shard_digests(root)
     assert first
+    _commit(root, "run 1")
 
     # A second run holds the lock while this one tries to start.
     holder = subprocess.Popen(
@@ -80,7 +93,9 @@ def test_run_lineage_rerun_generate_and_lock(tmp_path):
     image = _rendered_image(root, tmp_path / "photo.png")
     project.run(root, "hi3dgen", "generate", "--from-run", rerun_id, "--grid", "24", "--steps", "2",
                 "--out", str(tmp_path / "mesh.glb"), str(image))
-    assert (tmp_path / "mesh.glb").stat().st_size > 0 and (tmp_path / "mesh.normal.png").stat().st_size > 0
+    assert all((tmp_path / f"mesh.{kind}").stat().st_size > 0 for kind in ("glb", "normal.png", "preview.png"))
+    logged = [a.path for a in _client(root).list_artifacts(rerun_id, "generate")]
+    assert logged == ["generate/mesh.glb", "generate/mesh.normal.png", "generate/mesh.preview.png"]
 
     # One evaluation knob changed: only eval_norld runs; compare shows that knob and every stage's
     # key metrics for both runs (skipped stages show those of the run that made their outputs).
@@ -92,3 +107,12 @@ def test_run_lineage_rerun_generate_and_lock(tmp_path):
     assert rows["param eval_norld.steps"] == ["3", "2"], table  # newest run first
     for key in ("eval_norld/chamfer", "eval_norld/NE", "eval_nirne/SNE", "norld/train/samples_per_s"):
         assert "-" not in rows[f"metric {key}"] and len(rows[f"metric {key}"]) == 2, table
+
+    # The two runs committed: DVC compares them, the knob and the metrics it moved, nothing else.
+    _commit(root, "run 3: eval_norld.steps=3")
+    params = json.loads(project.run(root, "dvc", "params", "diff", "HEAD~1", "--json").stdout)
+    assert params == {"params.yaml": {"eval_norld.steps": {"old": 2, "new": 3}}}, params
+    metrics = json.loads(project.run(root, "dvc", "metrics", "diff", "HEAD~1", "--json").stdout)
+    assert list(metrics) == ["metrics/norld.json"], metrics
+    moved = {k for k, v in metrics["metrics/norld.json"].items() if v["diff"]}
+    assert "chamfer" in moved, metrics

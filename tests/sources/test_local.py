@@ -13,6 +13,7 @@ from hi3dgen.data.manifest import read_manifest
 from hi3dgen.parallel import ExecutorConfig
 from hi3dgen.sources.local import asset_ids, ingest_local
 from hi3dgen.sources.sandbox import Limits
+from tests import gltf
 from tests.sources import files
 
 INLINE = ExecutorConfig(kind="inline")
@@ -47,6 +48,12 @@ def test_every_format_is_accepted_and_normalized(tmp_path):
     assert read_manifest(tmp_path / "out") == sorted(rows, key=lambda r: r["asset_id"])
     assets = sorted(p.name for p in (tmp_path / "out" / "assets").iterdir())
     assert assets == sorted(f"{r['asset_id']}.glb" for r in rows if r["status"] == "accepted")
+
+
+def test_ingested_assets_are_valid_gltf(tmp_path):
+    files.write_formats(tmp_path / "src")
+    rows = ingest_local(tmp_path / "src", tmp_path / "out", INLINE)
+    gltf.assert_valid([tmp_path / "out" / r["path"] for r in rows if r["status"] == "accepted"])
 
 
 def test_scene_transforms_are_applied_and_z_up_turned(tmp_path):

@@ -14,6 +14,7 @@ from hi3dgen.assets.mesh import load_glb
 from hi3dgen.data import manifest as mf
 from hi3dgen.parallel import ExecutorConfig
 from hi3dgen.synthesis import FAMILIES, stats, synthesize
+from tests import gltf
 
 INLINE = ExecutorConfig(kind="inline")
 CHEAP = ["heat_sink", "tower_block", "medallion"]  # the fastest families, for the plumbing tests
@@ -47,6 +48,11 @@ def test_every_family_gives_a_valid_normalized_asset(one_per_family):
         assert np.allclose((lo + hi) / 2, 0, atol=1e-6)
         assert (hi - lo).max() == pytest.approx(1.0, abs=1e-6)
     assert mf.read_manifest(out) == rows
+
+
+def test_every_family_is_valid_gltf(one_per_family):
+    out, rows = one_per_family
+    gltf.assert_valid([out / r["path"] for r in rows])
 
 
 def test_sharp_edge_and_watertight_targets(one_per_family):

@@ -7,8 +7,10 @@ import torch
 from hi3dgen.inference.checkpoints import load_vae
 from hi3dgen.training.norld import NoRLDTrainer, build_model, preset_config
 from hi3dgen.training.tracking import TrackingConfig
-from hi3dgen.training.vae import build_data, train_vae
+from hi3dgen.training.vae import build_data
 from hi3dgen.training.vae import preset_config as vae_preset
+from hi3dgen.training.vae import train_vae
+from tests import gltf
 
 
 @pytest.fixture(scope="module")
@@ -128,14 +130,12 @@ def test_mlflow_logs_losses_and_rendered_normals(vae_path, tmp_path, monkeypatch
     assert [a.path for a in client.list_artifacts(run.info.run_id, "loss_curves")] == ["loss_curves/step_00000002.png"]
 
 
-def test_cli_trains_evaluates_and_generates(vae_path, tmp_path):
-    import json
-
+@pytest.fixture(scope="module")
+def cli_outputs(vae_path, tmp_path_factory):
+    """`hi3dgen train norld`, `eval norld`, `train nirne` and `generate` on toy data: their folder."""
     import cv2
 
     import hi3dgen_cli
-    from hi3dgen.assets.mesh import load_glb
-    from hi3dgen.data import codec
 
     parser = hi3dgen_cli.build_parser()
 
@@ -143,20 +143,44 @@ def test_cli_trains_evaluates_and_generates(vae_path, tmp_path):
         args = parser.parse_args([str(a) for a in argv])
         return args.func(args)
 
+    tmp_path = tmp_path_factory.mktemp("cli")
     norld, nirne = tmp_path / "norld", tmp_path / "nirne"
     assert run("train", "norld", "--data", "toy", "--vae", vae_path, "--out", norld, "--preset", "tiny",
                "--steps", 2, "--reg-grid", 16, "--no-tracking") == 0
     assert run("eval", "norld", "--norld", norld / "model.pt", "--vae", vae_path, "--data", "toy",
                "--out", tmp_path / "m.json", "--limit", 1, "--steps", 2, "--grid", 24) == 0
-    assert {"chamfer", "fscore", "normal_consistency", "NE", "SNE"} <= set(json.loads((tmp_path / "m.json").read_text()))
     assert run("train", "nirne", "--data", "toy", "--out", nirne, "--preset", "tiny", "--steps", 1, "--no-tracking") == 0
     image = np.zeros((40, 50, 4), np.uint8)
     cv2.circle(image, (25, 20), 12, (200, 120, 60, 255), -1)
     cv2.imwrite(str(tmp_path / "in.png"), image)
-    out = tmp_path / "gen" / "mesh.glb"
     assert run("generate", "--nirne", nirne / "model.pt", "--vae", vae_path, "--norld", norld / "model.pt",
-               "--out", out, "--steps", 2, "--grid", 33, tmp_path / "in.png") == 0
-    mesh = load_glb(out)
+               "--out", tmp_path / "gen" / "mesh.glb", "--steps", 2, "--grid", 33, tmp_path / "in.png") == 0
+    return tmp_path
+
+
+def test_cli_trains_evaluates_and_generates(cli_outputs):
+    import json
+
+    import cv2
+
+    from hi3dgen.assets.mesh import load_glb
+    from hi3dgen.data import codec
+
+    metrics = json.loads((cli_outputs / "m.json").read_text())
+    assert {"chamfer", "fscore", "normal_consistency", "NE", "SNE"} <= set(metrics)
+    assert all(isinstance(v, (int, float)) or v is None for v in metrics.values())  # a DVC metrics file: numbers only
+    mesh = load_glb(cli_outputs / "gen" / "mesh.glb")
     assert np.ptp(mesh.vertices, axis=0).max() == pytest.approx(1.0, abs=1e-4)  # the unit cube
-    normal = codec.decode_normal((tmp_path / "gen" / "mesh.normal.png").read_bytes())
+    normal = codec.decode_normal((cli_outputs / "gen" / "mesh.normal.png").read_bytes())
     assert normal.shape == (40, 50, 3)
+    # The preview: the input, its normal map, then the mesh from four views, each 256 x 256.
+    preview = cv2.imread(str(cli_outputs / "gen" / "mesh.preview.png"), cv2.IMREAD_COLOR)
+    assert preview.shape == (256, 6 * 256, 3)
+    tiles = [preview[:, i * 256:(i + 1) * 256] for i in range(6)]
+    assert tiles[0][128, 128].tolist() == [200, 120, 60]  # the input file's pixel (BGR) at the circle
+    assert not tiles[0][:20].any() and not tiles[1][:20].any()  # letterboxed: background above the image
+    assert all(tile.any(axis=2).mean() > 0.02 for tile in tiles[2:])  # the mesh shows in every view
+
+
+def test_generated_mesh_is_valid_gltf(cli_outputs):
+    gltf.assert_valid([cli_outputs / "gen" / "mesh.glb"])
