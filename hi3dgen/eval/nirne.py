@@ -12,18 +12,19 @@ from hi3dgen.models.nirne import NiRNE
 from hi3dgen.data.views import ViewDataConfig, eval_views
 from hi3dgen.device import resolve_device
 from hi3dgen.inference.checkpoints import load_nirne
-from hi3dgen.inference.predict import predict_image
+from hi3dgen.inference.predict import Predictor, predict_image
 
 
 def evaluate_views(model: NiRNE, views: Iterable[dict], cfg: NormalMetricsConfig | None = None,
                    max_side: int | None = 1024, limit: int | None = None) -> dict[str, float]:
     metrics = NormalMetrics(cfg)
+    predictor = Predictor(model)
     for i, view in enumerate(views):
         if limit is not None and i >= limit:
             break
         if "image" not in view:
             raise ValueError(f"view {view.get('key')!r} has no image (rgb.png): render the shards with an RGB backend")
-        pred = predict_image(model, view["image"].transpose(1, 2, 0), max_side)
+        pred = predict_image(predictor, view["image"].transpose(1, 2, 0), max_side)
         metrics.add(pred.transpose(2, 0, 1), view["normal"], view["mask"])
     if not metrics.images:
         raise ValueError("no views to evaluate")

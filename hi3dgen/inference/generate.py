@@ -17,7 +17,7 @@ from hi3dgen import io
 from hi3dgen.data import codec
 from hi3dgen.geometry.mesh_extract import ExtractConfig
 from hi3dgen.images import MAX_PIXELS, read_image
-from hi3dgen.inference.predict import claim_outputs, output_names, predict_image
+from hi3dgen.inference.predict import Predictor, claim_outputs, output_names, predict_image
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
@@ -58,6 +58,7 @@ class Generator:
         if (norld.cfg.num_latents, norld.cfg.latent_dim) != (vae.cfg.num_latents, vae.cfg.latent_dim):
             raise ValueError("the NoRLD model was trained for another VAE's latent shape")
         self.nirne, self.vae, self.norld, self.cfg = nirne, vae, norld, cfg
+        self.predictor = Predictor(nirne)
         self.device = next(norld.parameters()).device
 
     @classmethod
@@ -70,7 +71,7 @@ class Generator:
         return cls(load_nirne(nirne_ckpt, device), load_vae(vae_ckpt, device), load_norld(norld_ckpt, device), cfg)
 
     def normal_map(self, rgb: np.ndarray) -> np.ndarray:
-        return predict_image(self.nirne, rgb, self.cfg.max_side)
+        return predict_image(self.predictor, rgb, self.cfg.max_side)
 
     def mesh_from_normal(self, normal: np.ndarray, fg: np.ndarray):
         """A normal map (H, W, 3) with its foreground -> a mesh in the unit cube (trimesh)."""

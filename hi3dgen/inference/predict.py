@@ -20,17 +20,61 @@ from hi3dgen.images import MAX_PIXELS, read_image
 from hi3dgen.models.nirne import NiRNE
 
 
-def predict_image(model: NiRNE, rgb: np.ndarray, max_side: int | None = 1024) -> np.ndarray:
+class Predictor:
+    """NiRNE's normals of (1, 3, H, W) images in [0, 1]: eager on the CPU; on CUDA (bf16) replayed
+    from a CUDA graph captured once per image size, which takes a third of the eager time at 512²
+    (BENCHMARKS.md, NiRNE). The last `MAX_GRAPHS` sizes keep their graph (each holds its buffers)."""
+
+    MAX_GRAPHS = 8
+
+    def __init__(self, model: NiRNE, graphs: bool = True):
+        self.model = model
+        self.device = next(model.parameters()).device
+        self.graphs = graphs and self.device.type == "cuda"
+        self._captured: collections.OrderedDict = collections.OrderedDict()
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
+        cuda = self.device.type == "cuda"  # cached casts do not survive graph capture
+        with torch.no_grad(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cuda, cache_enabled=False):
+            return self.model.predict(x)
+
+    def _capture(self, x: torch.Tensor):
+        static = x.clone()
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):  # warm-up outside the graph (cuDNN picks its kernels)
+            for _ in range(3):
+                self._run(static)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            out = self._run(static)
+        return graph, static, out
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.graphs:
+            return self._run(x)
+        key = tuple(x.shape)
+        if key not in self._captured:
+            if len(self._captured) >= self.MAX_GRAPHS:
+                self._captured.popitem(last=False)
+            self._captured[key] = self._capture(x)
+        self._captured.move_to_end(key)
+        graph, static, out = self._captured[key]
+        static.copy_(x)
+        graph.replay()
+        return out.clone()
+
+
+def predict_image(predictor: Predictor, rgb: np.ndarray, max_side: int | None = 1024) -> np.ndarray:
     """(H, W, 3) image in [0, 1] -> (H, W, 3) unit normals. Images larger than `max_side` run
     downscaled and the normals are upsampled back."""
-    device = next(model.parameters()).device
-    x = torch.from_numpy(rgb.transpose(2, 0, 1)).to(device)[None]
+    x = torch.from_numpy(rgb.transpose(2, 0, 1)).to(predictor.device)[None]
     h, w = x.shape[-2:]
     if max_side and max(h, w) > max_side:
         s = max_side / max(h, w)
         x = F.interpolate(x, size=(max(1, round(h * s)), max(1, round(w * s))), mode="area")
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-        n = model.predict(x)
+    n = predictor(x.contiguous())
     if n.shape[-2:] != (h, w):
         n = F.normalize(F.interpolate(n, size=(h, w), mode="bilinear", align_corners=False), dim=1)
     return n[0].float().permute(1, 2, 0).cpu().numpy()
@@ -73,6 +117,7 @@ def predict_files(model: NiRNE, paths: list[str], out_dir: str | os.PathLike, ma
     (names: `output_names`); returns (input, normal map, error or None) per input."""
     out_dir = Path(out_dir)
     paths = [Path(p) for p in paths]
+    predictor = Predictor(model)
     targets = [[out_dir / f"{n}.normal.png", out_dir / f"{n}.preview.png"] for n in output_names(paths)]
     results = []
     for path, (normal_png, preview_png), problem in zip(paths, targets, claim_outputs(targets, overwrite)):
@@ -81,7 +126,7 @@ def predict_files(model: NiRNE, paths: list[str], out_dir: str | os.PathLike, ma
             continue
         try:
             rgb, fg = read_image(path, max_pixels)
-            normal = predict_image(model, rgb, max_side)
+            normal = predict_image(predictor, rgb, max_side)
             io.write_bytes(normal_png, codec.encode_normal(normal, fg))
             io.write_bytes(preview_png, codec.encode_rgb(project_tracking.normal_to_rgb(normal, fg)))
             results.append((str(path), str(normal_png), None))
