@@ -237,7 +237,7 @@ def _plan(out_dir: Path, kept: list[dict], split: dict, config: ShardConfig) -> 
             mine = [a for a in kept if split[a["asset_id"]] == sp]
             if name == "views":
                 per_shard = config.samples_per_shard
-                units = [{"key": f"{a['asset_id']}_{v:03d}", "domain": a["domain"],
+                units = [{"key": f"{a['asset_id']}_{v:03d}", "asset_id": a["asset_id"], "domain": a["domain"],
                           "files": {k: str(p) for k, p in files.items()}}
                          for a in mine for v, files in enumerate(a["views"])]
             else:
@@ -283,7 +283,7 @@ def write_shards(render_dir: str | os.PathLike, out_dir: str | os.PathLike, conf
             if f"{name}/{p.name}" not in written:
                 p.unlink()
     ordered = [rows[k] for k in sorted(rows)]
-    index = _index(config, kept, split, tasks, written, mf.summarize(ordered))
+    index = shard_index(dataclasses.asdict(config), tasks, written, mf.summarize(ordered))
     io.write_json(out_dir / INDEX, index)
     mf.write_manifest(out_dir, ordered)
     index["seconds"] = round(time.monotonic() - t0, 2)
@@ -349,11 +349,14 @@ def _shape_geometry(assets: list[dict], rows: dict, config: ShardConfig, executo
     return kept
 
 
-def _index(config: ShardConfig, kept: list[dict], split: dict, tasks: list[dict], written: dict,
-           summary: dict) -> dict:
-    """The content of shards.json (no timings: it must be deterministic)."""
-    sets = {name: {sp: {"assets": sum(split[a["asset_id"]] == sp for a in kept), "samples": 0,
-                        "shards": []} for sp in SPLITS} for name in SETS}
+def shard_index(config: dict, tasks: list[dict], written: dict, summary: dict) -> dict:
+    """The content of shards.json (no timings: it must be deterministic) from the shards written:
+    `tasks` (set, split, path and the units, each with its asset_id and domain), `written` (path ->
+    bytes and sha256) and the manifest's summary. Every writer of shards (this stage, import-pairs)
+    makes its index here."""
+    sets = {name: {sp: {"assets": len({u["asset_id"] for t in tasks if (t["set"], t["split"]) == (name, sp)
+                                       for u in t["units"]}), "samples": 0, "shards": []}
+                   for sp in SPLITS} for name in SETS}
     for task in tasks:
         domains: dict[str, int] = {}
         for unit in task["units"]:
@@ -366,7 +369,7 @@ def _index(config: ShardConfig, kept: list[dict], split: dict, tasks: list[dict]
     totals.update(assets=summary["total"], shards=len(written),
                   **{f"{name}_samples": sum(sets[name][sp]["samples"] for sp in SPLITS)
                      for name in SETS})
-    return {"format": 1, "config": dataclasses.asdict(config), "sets": sets, "totals": totals}
+    return {"format": 1, "config": config, "sets": sets, "totals": totals}
 
 
 def print_report(index: dict) -> None:
