@@ -39,6 +39,8 @@ def environment() -> dict[str, str]:
     env.setdefault("DVC_NO_ANALYTICS", "1")
     env.setdefault("RAY_AUTH_MODE", "disabled")
     env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # The temporary Prefect server may take longer than Prefect's 20 s to start on a loaded machine.
+    env.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     env.setdefault("PREFECT_HOME", str(tracking.state_dir(root()) / "prefect"))
     env.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{tracking.state_dir(root()) / 'mlflow.db'}")
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
