@@ -60,7 +60,9 @@ def make(tmp: Path, overrides: dict | None = None) -> Path:
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
                 ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"]):
         subprocess.run(cmd, cwd=root, check=True, capture_output=True)
-    run(root, "make", "setup")  # as on a fresh clone: the shared .venv is installed, data/ is not there yet
+    # As on a fresh clone, with the shared .venv taken as installed (`-o`: never reinstalled from a
+    # copy, which would point its editable install at this throwaway folder); data/ is not there yet.
+    run(root, "make", "-o", ".venv/.installed", "setup")
     assert (root / "data" / "local").is_dir()
     return root
 
