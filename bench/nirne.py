@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hi3dgen.models.nirne import NiRNE  # noqa: E402
 from hi3dgen.training.nirne import NiRNETrainer, preset_config  # noqa: E402
-from hi3dgen.training.toy import toy_batch  # noqa: E402
+from hi3dgen.data.toy import toy_batch  # noqa: E402
 
 DATASHEET_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0}  # dense, SXM
 
@@ -58,31 +58,23 @@ def matmul_tflops(device: torch.device) -> float:
 
 
 def inference(spec: str, res: int, device: torch.device, iters: int) -> dict:
-    """Latency of `model.predict` on one image: eager, and replayed from a CUDA graph on the GPU."""
+    """Latency of NiRNE on one image through the library's `Predictor`: eager, and (on the GPU)
+    replayed from its CUDA graph; and of `predict_image` (host image in, host normals out)."""
+    import numpy as np
+
+    from hi3dgen.inference.predict import Predictor, predict_image
+
     cfg = preset_config(spec)
     model = NiRNE(cfg.model).to(device).eval()
-    x = torch.rand(1, 3, res, res, device=device)
     fmt = torch.channels_last if device.type == "cuda" else torch.contiguous_format
     model = model.to(memory_format=fmt)
-    x = x.contiguous(memory_format=fmt)
-
-    def run():
-        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda",
-                                             cache_enabled=False):  # cached casts do not survive graph capture
-            return model.predict(x)
-
-    out = {"params_M": sum(p.numel() for p in model.parameters()) / 1e6, "eager_ms": timed_ms(run, iters, 3, device)}
-    if device.type == "cuda":
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(3):
-                run()
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            run()
-        out["graph_ms"] = timed_ms(graph.replay, iters, 3, device)
+    x = torch.rand(1, 3, res, res, device=device).contiguous(memory_format=fmt)
+    eager, graphed = Predictor(model, graphs=False), Predictor(model)
+    out = {"params_M": sum(p.numel() for p in model.parameters()) / 1e6, "eager_ms": timed_ms(lambda: eager(x), iters, 3, device)}
+    if graphed.graphs:
+        out["graph_ms"] = timed_ms(lambda: graphed(x), iters, 3, device)
+    rgb = np.random.default_rng(0).random((res, res, 3), dtype=np.float32)
+    out["predict_image_ms"] = timed_ms(lambda: predict_image(graphed, rgb), iters, 3, device)
     return out
 
 
@@ -155,13 +147,15 @@ def main() -> None:
           f"{'bf16' if device.type == 'cuda' else 'fp32'}")
     if "matmul_bf16_tflops" in result:
         print(f"measured bf16 matmul: {result['matmul_bf16_tflops']:.0f} TFLOP/s; datasheet {peak}")
-    print("| model | params M | infer eager ms | infer graph ms | train img/s | GFLOP/step | TFLOP/s | % datasheet | % matmul |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| model | params M | infer eager ms | infer graph ms | predict_image ms | train img/s | GFLOP/step | TFLOP/s | "
+          "% datasheet | % matmul |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name, r in result["models"].items():
         tf = r.get("tflops")
         pct = f"{100 * tf / peak:.0f}" if tf and peak else "-"
         pct_mm = f"{100 * tf / result['matmul_bf16_tflops']:.0f}" if tf and "matmul_bf16_tflops" in result else "-"
         print(f"| {name} | {r['params_M']:.1f} | {r['eager_ms']:.1f} | {r.get('graph_ms', float('nan')):.2f} | "
+              f"{r['predict_image_ms']:.2f} | "
               f"{r.get('images_per_s', float('nan')):.1f} | {r.get('gflop_per_step', float('nan')):.0f} | "
               f"{tf if tf else float('nan'):.1f} | {pct} | {pct_mm} |")
 

@@ -31,12 +31,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hi3dgen.models import shape_vae  # noqa: E402
 from hi3dgen.training.norld import NoRLDTrainer, build_model  # noqa: E402
 from hi3dgen.training.norld import preset_config as norld_preset  # noqa: E402
 from hi3dgen.training.tracking import TrackingConfig  # noqa: E402
-from hi3dgen.training.trainer import resolve_device  # noqa: E402
-from hi3dgen.training.vae import build_data, train_vae, val_samples  # noqa: E402
+from hi3dgen.device import resolve_device  # noqa: E402
+from hi3dgen.eval.shapes import shape_set  # noqa: E402
+from hi3dgen.inference.checkpoints import load_vae  # noqa: E402
+from hi3dgen.training.vae import build_data, train_vae  # noqa: E402
 from hi3dgen.training.vae import preset_config as vae_preset  # noqa: E402
 
 
@@ -57,7 +58,7 @@ def norld_config(args, weight: float | None = None):
 
 
 def make_trainer(cfg, out: Path) -> NoRLDTrainer:
-    vae = shape_vae.load(cfg.vae)
+    vae = load_vae(cfg.vae)
     device = resolve_device(cfg.trainer.device)
     return NoRLDTrainer(cfg, build_model(cfg, vae, device), vae, build_data(cfg.data, cfg.trainer.seed), out)
 
@@ -80,7 +81,7 @@ def step_times(cfg, out: Path, steps: int, warmup: int) -> tuple[list[float], li
 
 
 def generation_latency(args, repeats: int = 5) -> dict:
-    from hi3dgen.generate import GenerateConfig, Generator
+    from hi3dgen.inference.generate import GenerateConfig, Generator
     from hi3dgen.geometry.mesh_extract import ExtractConfig
     from hi3dgen.models.nirne import NiRNE
     from hi3dgen.models.norld import NoRLD
@@ -88,7 +89,7 @@ def generation_latency(args, repeats: int = 5) -> dict:
 
     device = resolve_device(args.device)
     torch.manual_seed(0)
-    vae = shape_vae.load(args.vae, device)
+    vae = load_vae(args.vae, device)
     ncfg = norld_config(args)
     norld = NoRLD(ncfg.model).to(device).eval()
     nirne = NiRNE(nirne_preset("base" if device.type == "cuda" else "tiny").model).to(device).eval()
@@ -100,7 +101,7 @@ def generation_latency(args, repeats: int = 5) -> dict:
     rgb = np.where(fg[..., None], 0.6, 1.0).astype(np.float32) * np.ones(3, np.float32)
     # a real shape for the mesh stage: the decoded SDF of a val shape's latent, so marching cubes
     # sees a surface of typical size (untrained NoRLD samples decode to arbitrary fields)
-    sample = val_samples(dataclasses.replace(ncfg.data, val_shapes=1))[0]
+    sample = shape_set(dataclasses.replace(ncfg.data, val_shapes=1))[0]
     surface = torch.from_numpy(sample["surface"][: vae.cfg.num_points])[None].to(device)
     with torch.no_grad():
         z_real = vae.encode(surface).mean
@@ -202,7 +203,7 @@ def cmd_ablation(args) -> dict:
         seconds = time.perf_counter() - start
         last = t.history[-1]
         results[name] = {"weight": weight, "steps": cfg.trainer.steps, "train_seconds": seconds,
-                         "final_flow_loss": last["train/flow_loss"], "val_shapes": len(t._val_samples()),
+                         "final_flow_loss": last["train/flow_loss"], "val_shapes": len(t._shape_set()),
                          **{k.removeprefix("val/"): v for k, v in metrics.items()}}
         save(args, results)  # each variant as it finishes: a cut-off run keeps what it finished
     return results

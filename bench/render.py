@@ -29,7 +29,9 @@ import trimesh
 
 from hi3dgen.assets.mesh import normalize
 from hi3dgen.render import backend as rb
-from hi3dgen.render.cameras import Camera, asset_seed, orbit_cameras
+from hi3dgen.data.cameras import Camera
+from hi3dgen.data.manifest import asset_seed
+from hi3dgen.render.cameras import orbit_cameras
 
 
 def make_assets(count: int) -> list[trimesh.Trimesh]:
@@ -259,7 +261,7 @@ def main(argv=None) -> int:
     print(f"\n{args.resolution}² views, {args.views} views per asset render, "
           f"{args.assets} assets of {min(report['faces'])}-{max(report['faces'])} faces, "
           f"{report['cores']} cores")
-    print(f"| backend | processes | render (views/s) | end to end (views/s) | on device (views/s) |")
+    print("| backend | processes | render (views/s) | end to end (views/s) | on device (views/s) |")
     print("|---|---:|---:|---:|---:|")
     for name, procs, r in rows:
         device = f"{r['device']:.4g}" if "device" in r else "-"

@@ -19,13 +19,6 @@ def root() -> Path:
     return Path(os.environ.get("HI3DGEN_ROOT", Path(__file__).resolve().parents[1])).resolve()
 
 
-def state_dir() -> Path:
-    """Where the embedded services keep their state (Prefect home, MLflow db, DVC remote)."""
-    d = root() / ".hi3dgen"
-    d.mkdir(parents=True, exist_ok=True)
-    return d
-
-
 def stages() -> list[str]:
     """All stages of dvc.yaml in file order, which is dependency order."""
     with open(root() / "dvc.yaml") as f:
@@ -46,8 +39,10 @@ def environment() -> dict[str, str]:
     env.setdefault("DVC_NO_ANALYTICS", "1")
     env.setdefault("RAY_AUTH_MODE", "disabled")
     env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    env.setdefault("PREFECT_HOME", str(state_dir() / "prefect"))
-    env.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{state_dir() / 'mlflow.db'}")
+    # The temporary Prefect server may take longer than Prefect's 20 s to start on a loaded machine.
+    env.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    env.setdefault("PREFECT_HOME", str(tracking.state_dir(root()) / "prefect"))
+    env.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{tracking.state_dir(root()) / 'mlflow.db'}")
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     env["HI3DGEN_ROOT"] = str(root())
     return env
@@ -59,7 +54,7 @@ def run_lock():
     file names its holder for the refusal."""
     from filelock import FileLock, Timeout
 
-    path = state_dir() / "run.lock"
+    path = tracking.state_dir(root()) / "run.lock"
     lock = FileLock(path, timeout=0)
     try:
         lock.acquire()

@@ -17,8 +17,11 @@ import numpy as np
 EXPERIMENT = "hi3dgen"
 
 
-def state_dir() -> Path:
-    root = os.environ.get("HI3DGEN_ROOT", os.getcwd())
+def state_dir(root: str | os.PathLike | None = None) -> Path:
+    """Where the embedded services keep their state (MLflow db and artifacts, Prefect home, the DVC
+    remote, the run lock): HI3DGEN_STATE, else `.hi3dgen` in the project root (`root`, else
+    HI3DGEN_ROOT, else the current folder)."""
+    root = root or os.environ.get("HI3DGEN_ROOT", os.getcwd())
     d = Path(os.environ.get("HI3DGEN_STATE", Path(root) / ".hi3dgen"))
     d.mkdir(parents=True, exist_ok=True)
     return d

@@ -2,7 +2,7 @@
 Chamfer, F-score, normal consistency and NE/SNE of the rendered normals -> metrics/norld.json."""
 
 from hi3dgen.geometry.mesh_extract import ExtractConfig
-from hi3dgen.training.norld import SampleConfig, evaluate_checkpoints
+from hi3dgen.eval.norld import SampleConfig, evaluate_checkpoints
 from pipelines.common import MODELS, ROOT, SHARDS, log_result, params, stage
 from pipelines.norld import VAE
 

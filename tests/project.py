@@ -60,9 +60,8 @@ def make(tmp: Path, overrides: dict | None = None) -> Path:
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
                 ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"]):
         subprocess.run(cmd, cwd=root, check=True, capture_output=True)
-    # As on a fresh clone: data/ is not there yet. The .venv is this workspace's, installed: `-o` keeps
-    # make from reinstalling it from this copy (an editable install pointing here) when the copy's
-    # pyproject.toml is newer than its stamp.
+    # As on a fresh clone, with the shared .venv taken as installed (`-o`: never reinstalled from a
+    # copy, which would point its editable install at this throwaway folder); data/ is not there yet.
     run(root, "make", "-o", ".venv/.installed", "setup")
     assert (root / "data" / "local").is_dir()
     return root

@@ -4,7 +4,7 @@ holding a user's files are refused before anything is touched."""
 import trimesh
 
 from hi3dgen.assets.mesh import normalize, save_glb
-from hi3dgen.cli import main as cli
+from hi3dgen_cli import main as cli
 
 
 def _tree(root):

@@ -1,1 +1,5 @@
-"""Manifests, WebDataset shards and their readers."""
+"""Data contracts: sample encoding, cameras, manifests, WebDataset shards, their readers and the
+batches training draws from them."""
+
+DOMAINS = ("real", "synthetic")  # the `domain` of a view or shape sample (its meta.json)
+DOMAIN_FILTERS = ("any", *DOMAINS)  # what a reader may be asked for

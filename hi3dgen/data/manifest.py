@@ -37,6 +37,12 @@ def fingerprint(config) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
+def asset_seed(seed: int, asset_id: str) -> int:
+    """A per-asset seed that is stable across processes and Python versions (unlike hash()): what
+    every stage draws an asset's random choices from (cameras, materials, sample points)."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{asset_id}".encode()).digest()[:8], "little")
+
+
 def read_jsonl(path: str | os.PathLike, torn_tail: bool = False) -> list[dict]:
     """Rows of a JSON-lines file. Any line that is not a JSON object is a ValueError naming the file
     and line, except, with `torn_tail`, a last line without its newline (a killed writer's)."""

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from hi3dgen import io, lineage
-from hi3dgen.data import codec
+from hi3dgen.data import DOMAINS, codec
 from hi3dgen.data import manifest as mf
 from hi3dgen.parallel import ExecutorConfig, fan_out
 
@@ -107,10 +107,6 @@ def assign_splits(asset_ids: list[str], val_fraction: float) -> dict[str, str]:
     if val_fraction > 0 and len(asset_ids) > 1 and "val" not in split.values():
         split[min(asset_ids, key=_hash_unit)] = "val"
     return split
-
-
-def asset_seed(asset_id: str, seed: int) -> int:
-    return int(_hash_unit(f"{seed}:{asset_id}") * 2**63)
 
 
 class _Rejected(Exception):
@@ -241,7 +237,7 @@ def _plan(out_dir: Path, kept: list[dict], split: dict, config: ShardConfig) -> 
             mine = [a for a in kept if split[a["asset_id"]] == sp]
             if name == "views":
                 per_shard = config.samples_per_shard
-                units = [{"key": f"{a['asset_id']}_{v:03d}", "domain": a["domain"],
+                units = [{"key": f"{a['asset_id']}_{v:03d}", "asset_id": a["asset_id"], "domain": a["domain"],
                           "files": {k: str(p) for k, p in files.items()}}
                          for a in mine for v, files in enumerate(a["views"])]
             else:
@@ -287,7 +283,7 @@ def write_shards(render_dir: str | os.PathLike, out_dir: str | os.PathLike, conf
             if f"{name}/{p.name}" not in written:
                 p.unlink()
     ordered = [rows[k] for k in sorted(rows)]
-    index = _index(config, kept, split, tasks, written, mf.summarize(ordered))
+    index = shard_index(dataclasses.asdict(config), tasks, written, mf.summarize(ordered))
     io.write_json(out_dir / INDEX, index)
     mf.write_manifest(out_dir, ordered)
     index["seconds"] = round(time.monotonic() - t0, 2)
@@ -310,9 +306,9 @@ def _collect(render_dir: Path, out_dir: Path, config: ShardConfig) -> tuple[dict
             views = list_views(render_dir / row.get("dir", f"views/{row['asset_id']}"))
             if len(views) < config.shape_views:
                 raise _Rejected(f"too_few_views: {len(views)} < shape_views {config.shape_views}")
-            if base["domain"] not in ("real", "synthetic"):
+            if base["domain"] not in DOMAINS:
                 base["domain"] = codec.decode_json(views[0]["meta.json"].read_bytes()).get("domain")
-            if base["domain"] not in ("real", "synthetic"):
+            if base["domain"] not in DOMAINS:
                 raise _Rejected(f"bad_domain: {base['domain']!r} is neither real nor synthetic")
             if not base["input_path"] or not Path(base["input_path"]).is_file():
                 raise _Rejected(f"missing_mesh: {base['input_path']}")
@@ -320,7 +316,7 @@ def _collect(render_dir: Path, out_dir: Path, config: ShardConfig) -> tuple[dict
             rows[row["asset_id"]] = {**base, "status": "rejected", "reason": str(exc)}
             continue
         sha = io.sha256_file(base["input_path"])
-        seed = asset_seed(row["asset_id"], config.seed)
+        seed = mf.asset_seed(config.seed, row["asset_id"])
         assets.append({**base, "views": views, "glb_sha256": sha, "seed": seed,
                        "cache": out_dir / CACHE / f"{row['asset_id']}-{sha[:16]}-{geo_fp}.npz"})
     return rows, assets
@@ -353,11 +349,14 @@ def _shape_geometry(assets: list[dict], rows: dict, config: ShardConfig, executo
     return kept
 
 
-def _index(config: ShardConfig, kept: list[dict], split: dict, tasks: list[dict], written: dict,
-           summary: dict) -> dict:
-    """The content of shards.json (no timings: it must be deterministic)."""
-    sets = {name: {sp: {"assets": sum(split[a["asset_id"]] == sp for a in kept), "samples": 0,
-                        "shards": []} for sp in SPLITS} for name in SETS}
+def shard_index(config: dict, tasks: list[dict], written: dict, summary: dict) -> dict:
+    """The content of shards.json (no timings: it must be deterministic) from the shards written:
+    `tasks` (set, split, path and the units, each with its asset_id and domain), `written` (path ->
+    bytes and sha256) and the manifest's summary. Every writer of shards (this stage, import-pairs)
+    makes its index here."""
+    sets = {name: {sp: {"assets": len({u["asset_id"] for t in tasks if (t["set"], t["split"]) == (name, sp)
+                                       for u in t["units"]}), "samples": 0, "shards": []}
+                   for sp in SPLITS} for name in SETS}
     for task in tasks:
         domains: dict[str, int] = {}
         for unit in task["units"]:
@@ -370,7 +369,7 @@ def _index(config: ShardConfig, kept: list[dict], split: dict, tasks: list[dict]
     totals.update(assets=summary["total"], shards=len(written),
                   **{f"{name}_samples": sum(sets[name][sp]["samples"] for sp in SPLITS)
                      for name in SETS})
-    return {"format": 1, "config": dataclasses.asdict(config), "sets": sets, "totals": totals}
+    return {"format": 1, "config": config, "sets": sets, "totals": totals}
 
 
 def print_report(index: dict) -> None:

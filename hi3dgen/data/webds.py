@@ -32,10 +32,9 @@ import numpy as np
 import torch.utils.data
 import webdataset as wds
 
-from hi3dgen.data import codec
+from hi3dgen.data import DOMAIN_FILTERS, codec
 from hi3dgen.data.shards import INDEX, SPLITS
 
-DOMAINS = ("any", "real", "synthetic")
 
 
 def load_index(shard_dir: str | os.PathLike) -> dict:
@@ -129,8 +128,8 @@ class ShardStream(torch.utils.data.IterableDataset):
                  shuffle_buffer: int):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
-        if domain not in DOMAINS:
-            raise ValueError(f"domain must be one of {DOMAINS}, not {domain!r}")
+        if domain not in DOMAIN_FILTERS:
+            raise ValueError(f"domain must be one of {DOMAIN_FILTERS}, not {domain!r}")
         self.shard_dir = Path(shard_dir)
         entry = load_index(shard_dir)["sets"][set_name][split]
         counts: dict[str, int] = {}

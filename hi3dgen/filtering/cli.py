@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def register(sub) -> None:
-    from hi3dgen.cli import add_config_args
+    from hi3dgen.config import add_config_args
     from hi3dgen.filtering.filter import FilterConfig
     from hi3dgen.parallel import add_executor_args
 
@@ -18,7 +18,7 @@ def register(sub) -> None:
 
 
 def _run(args) -> int:
-    from hi3dgen.cli import config_from_args
+    from hi3dgen.config import config_from_args
     from hi3dgen.filtering.filter import FilterConfig, filter_assets
     from hi3dgen.parallel import executor_from_args
 

@@ -55,7 +55,7 @@ def measure(mesh: trimesh.Trimesh) -> dict:
         "vertices": int(len(m.vertices)),
         "components": len(trimesh.graph.connected_components(m.face_adjacency, nodes=np.arange(len(m.faces)))),
         "watertight": watertight,
-        "sharp_edges": int((m.face_adjacency_angles > np.radians(am.SHARP_ANGLE_DEG)).sum()),
+        "sharp_edges": am.sharp_edges(m),
         "aspect": float(extent.max() / max(extent.min(), 1e-12)),
         "min_extent": float(extent.min() / extent.max()),
         "thickness": thickness,

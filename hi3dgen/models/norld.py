@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hi3dgen.models.blocks import LevelEmbedding
-from hi3dgen.models.shape_vae import Block, trained_state
+from hi3dgen.models.shape_vae import Block
 
 
 @dataclasses.dataclass
@@ -152,11 +152,3 @@ class NoRLD(nn.Module):
                 v = v_null + guidance * (v_cond - v_null)
             x = x + (t_next - t) * v
         return self.denormalize(x)
-
-
-def load(path, device: str | torch.device = "cpu") -> NoRLD:
-    """A trained NoRLD in eval mode (see `hi3dgen.models.shape_vae.trained_state`)."""
-    config, weights = trained_state(path, "norld")
-    model = NoRLD(NoRLDConfig.from_dict(config["model"]))
-    model.load_state_dict(weights)
-    return model.to(device).eval()

@@ -217,25 +217,3 @@ def vae_loss(cfg: ShapeVAEConfig, pred: torch.Tensor, post: Posterior, sdf: torc
     loss = sdf_loss + cfg.surface_weight * surface_loss + cfg.kl_weight * kl
     sign_acc = ((pred[:, :m] < 0) == (sdf[..., 3] < 0)).float().mean()
     return loss, {"sdf_loss": sdf_loss, "surface_loss": surface_loss, "kl": kl, "sign_acc": sign_acc}
-
-
-def trained_state(path, kind: str) -> tuple[dict, dict]:
-    """(run config, weights) of a `kind` model from `RUN/model.pt` (the exported weights) or a
-    training checkpoint `RUN/checkpoints/last.pt` (its EMA weights when it has them)."""
-    from hi3dgen.training import checkpoint
-
-    state = checkpoint.load(path)
-    if state.get("kind") != kind:
-        raise ValueError(f"{path} holds a {state.get('kind')!r} model, not a {kind!r} one")
-    weights = state["model"]
-    if state.get("ema"):
-        weights = {k: state["ema"]["shadow"].get(k, v).to(v.dtype) for k, v in weights.items()}
-    return state["config"], weights
-
-
-def load(path, device: str | torch.device = "cpu") -> ShapeVAE:
-    """A trained shape VAE in eval mode (see `trained_state`)."""
-    config, weights = trained_state(path, "shape_vae")
-    model = ShapeVAE(ShapeVAEConfig.from_dict(config["model"]))
-    model.load_state_dict(weights)
-    return model.to(device).eval()

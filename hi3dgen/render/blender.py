@@ -19,7 +19,7 @@ import numpy as np
 import trimesh
 
 from hi3dgen.render.backend import View, version
-from hi3dgen.render.cameras import Camera
+from hi3dgen.data.cameras import Camera
 
 RGB_SAMPLES = 32
 # procedural texture node -> its scalar output

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hi3dgen.render.cameras import Camera
+from hi3dgen.data.cameras import Camera, scale_intrinsics
 
 BACKENDS = ("auto", "embree", "nvdiffrast")
 
@@ -45,9 +45,7 @@ def as_camera(cam) -> Camera:
 def resize_camera(cam: Camera, resolution: int) -> Camera:
     """The same view at `resolution` pixels on its longer side (K scaled, pixel centres kept at +0.5)."""
     s = resolution / max(cam.width, cam.height)
-    K = cam.K.copy()
-    K[:2] *= s
-    return Camera(K, cam.c2w, round(cam.width * s), round(cam.height * s))
+    return Camera(scale_intrinsics(cam.K, s), cam.c2w, round(cam.width * s), round(cam.height * s))
 
 
 def face_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,7 @@ import numpy as np
 import trimesh
 
 from hi3dgen.render.backend import View, base_colour, lambert_srgb, version
-from hi3dgen.render.cameras import Camera
+from hi3dgen.data.cameras import Camera
 
 
 class EmbreeBackend:

@@ -9,7 +9,7 @@ import numpy as np
 import trimesh
 
 from hi3dgen.render.backend import View, base_colour, lambert_srgb, version
-from hi3dgen.render.cameras import Camera
+from hi3dgen.data.cameras import Camera
 
 NEAR, FAR = 0.05, 100.0
 

@@ -15,7 +15,9 @@ from hi3dgen.data import codec
 from hi3dgen.data import manifest as mf
 from hi3dgen.parallel import ExecutorConfig, run_stage
 from hi3dgen.render import backend as rb
-from hi3dgen.render.cameras import Camera, asset_seed, orbit_cameras
+from hi3dgen.data.cameras import Camera
+from hi3dgen.data.manifest import asset_seed
+from hi3dgen.render.cameras import orbit_cameras
 
 VIEWS_DIR = "views"
 NVDIFFRAST_GPUS_PER_TASK = 0.125  # tasks share a GPU: rasterizing is quick, PNG encoding is not

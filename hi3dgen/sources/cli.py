@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from hi3dgen.data import DOMAINS
 from hi3dgen.parallel import add_executor_args, executor_from_args
 from hi3dgen.sources.sandbox import Limits
 
@@ -42,6 +43,18 @@ def register(subparsers) -> None:
     add_executor_args(p)
     p.set_defaults(func=run)
 
+    p = subparsers.add_parser("import-pairs", help="image / normal-map pairs -> view shards of one domain")
+    p.add_argument("--images", required=True)
+    p.add_argument("--normals", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--domain", default="real", choices=DOMAINS)
+    p.add_argument("--convention", default="opengl", choices=("opengl", "opencv"))
+    p.add_argument("--val-fraction", type=float, default=0.05)
+    p.add_argument("--samples-per-shard", type=int, default=512)
+    p.add_argument("--fov-deg", type=float, default=60.0)
+    p.set_defaults(func=_import_pairs)
+
+
 
 def run(args) -> int:
     limits = Limits(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Limits)})
@@ -59,4 +72,16 @@ def run(args) -> int:
         raise ValueError("--source objaverse needs --uids FILE or --limit N")
     ingest_objaverse(args.out, executor, limits, uids=args.uids, limit=args.limit,
                      cache_dir=args.cache_dir, download=not args.no_download)
+    return 0
+
+
+def _import_pairs(args) -> int:
+    from hi3dgen.sources.pairs import PairsConfig, import_pairs
+
+    cfg = PairsConfig(domain=args.domain, convention=args.convention, val_fraction=args.val_fraction,
+                      samples_per_shard=args.samples_per_shard, fov_deg=args.fov_deg)
+    index = import_pairs(args.images, args.normals, args.out, cfg)
+    print(f"{index['totals']['accepted']} pairs in {args.out} "
+          f"(train {index['sets']['views']['train']['samples']}, val {index['sets']['views']['val']['samples']}), "
+          f"{index['totals']['rejected']} rejected (see manifest.jsonl)")
     return 0

@@ -20,6 +20,7 @@ import struct
 import traceback
 
 FORMATS = ("glb", "gltf", "obj", "ply", "stl", "off")
+STARTUP_SECONDS = 300.0  # for the forkserver to start and fork the child
 PRELOAD = ["hi3dgen.assets.mesh", "hi3dgen.sources.gltf", "psutil", __name__]
 MAX_SECONDS = 86_400.0  # a day: more is a typo, and larger numbers overflow the CPU rlimit
 
@@ -55,10 +56,14 @@ def load_isolated(path: str, file_type: str, out_glb: str, limits: Limits, up_ax
     send.close()
     result, timed_out = None, False
     try:
-        if recv.poll(limits.seconds):
-            result = recv.recv()
-        else:
-            timed_out = True
+        # The time limit runs from the child's first word, not from the request: a forkserver that
+        # is still starting (importing trimesh on a loaded machine) is no fault of the file.
+        if recv.poll(STARTUP_SECONDS):
+            recv.recv()
+            if recv.poll(limits.seconds):
+                result = recv.recv()
+            else:
+                timed_out = True
     except EOFError:  # the child died before it answered
         pass
     finally:
@@ -79,6 +84,7 @@ def load_isolated(path: str, file_type: str, out_glb: str, limits: Limits, up_ax
 
 
 def _child(conn, path, file_type, out_glb, limits: Limits, up_axis):
+    conn.send("started")
     import psutil
 
     cap = psutil.Process().memory_info().vms + limits.memory_mb * 2**20  # the cap counts from here

@@ -1,33 +1,12 @@
-"""`hi3dgen train nirne`, `hi3dgen eval nirne`, `hi3dgen predict-normal`, `hi3dgen import-pairs`.
-
-`train` and `eval` are groups of per-model sub-commands: another module adds its model from its
-own `register(subparsers)` with `add_train_command(subparsers, "vae", help=...)` (or
-`add_eval_command`), in any order relative to this one.
-"""
+"""`hi3dgen train nirne | vae | norld`: the training commands and the flags they share."""
 
 from __future__ import annotations
 
 import argparse
-import sys
+import dataclasses
 
-GROUP_HELP = {"train": "train a model (resumes from OUT/checkpoints/last.pt)", "eval": "evaluate a model"}
-
-
-def add_nested_command(subparsers, group: str, name: str, help: str) -> argparse.ArgumentParser:
-    """The parser of `hi3dgen GROUP NAME`, creating the GROUP command on first use."""
-    parent = subparsers.choices.get(group)
-    if parent is None:
-        parent = subparsers.add_parser(group, help=GROUP_HELP.get(group, group))
-        parent.models = parent.add_subparsers(dest=f"{group}_model", required=True, metavar="MODEL")
-    return parent.models.add_parser(name, help=help)
-
-
-def add_train_command(subparsers, name: str, help: str) -> argparse.ArgumentParser:
-    return add_nested_command(subparsers, "train", name, help)
-
-
-def add_eval_command(subparsers, name: str, help: str) -> argparse.ArgumentParser:
-    return add_nested_command(subparsers, "eval", name, help)
+from hi3dgen.config import add_nested_command
+from hi3dgen.data import DOMAIN_FILTERS
 
 
 # Trainer and data fields a flag may override: flag name -> (config section, field, type, help).
@@ -77,61 +56,40 @@ def apply_trainer_args(cfg, args, run_name: str) -> None:
         tracking.preflight()
 
 
+def _shape_trainer_args(p) -> None:
+    add_trainer_args(p, "a shape shard dir, or `toy` for analytic shapes")
+    p.add_argument("--preset", default="base", choices=("tiny", "small", "base"))
+
+
 def register(subparsers) -> None:
-    p = add_train_command(subparsers, "nirne", help="train NiRNE (stage 1 on real, stage 2 on synthetic)")
+    p = add_nested_command(subparsers, "train", "nirne", help="train NiRNE (stage 1 on real, stage 2 on synthetic)")
     add_trainer_args(p, "a view shard dir, or `toy` for procedural views")
     p.add_argument("--stage", type=int, choices=(1, 2), default=1)
     p.add_argument("--init", help="stage 2: the stage-1 checkpoint (RUN1/checkpoints/last.pt)")
     p.add_argument("--preset", default="base",
                    help="tiny | small | base | no_noise | single_stream | no_stage2, or a '+' list (tiny+no_noise)")
-    p.add_argument("--domain", choices=("real", "synthetic", "any"), help="default: real (stage 1), synthetic (stage 2)")
-    p.add_argument("--val-domain", choices=("real", "synthetic", "any"))
+    p.add_argument("--domain", choices=DOMAIN_FILTERS, help="default: real (stage 1), synthetic (stage 2)")
+    p.add_argument("--val-domain", choices=DOMAIN_FILTERS)
     p.add_argument("--loss", choices=("l2", "angular"))
     p.add_argument("--resolution", type=int, help="training crop size")
     p.set_defaults(func=_train_nirne)
 
-    p = add_eval_command(subparsers, "nirne", help="NE / SNE of a NiRNE checkpoint on view shards")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--data", required=True, help="a view shard dir, or `toy`")
-    p.add_argument("--out", required=True, help="metrics JSON file")
-    p.add_argument("--split", default="val", choices=("train", "val"))
-    p.add_argument("--domain", default="any", choices=("real", "synthetic", "any"))
-    p.add_argument("--limit", type=int, help="evaluate at most this many views")
-    _inference_args(p)
-    p.set_defaults(func=_eval_nirne)
+    p = add_nested_command(subparsers, "train", "vae", help="train the shape VAE on shape shards")
+    _shape_trainer_args(p)
+    p.set_defaults(func=_train_vae)
 
-    p = subparsers.add_parser("predict-normal", help="NiRNE normal maps for images (16-bit PNG + preview)")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--out", required=True,
-                   help="folder for <name>.normal.png and <name>.preview.png (name: the image's path "
-                        "relative to the images' common folder, without its suffix)")
-    p.add_argument("images", nargs="+")
-    _inference_args(p)
-    add_image_args(p)
-    p.set_defaults(func=_predict)
-
-    p = subparsers.add_parser("import-pairs", help="image / normal-map pairs -> view shards of one domain")
-    p.add_argument("--images", required=True)
-    p.add_argument("--normals", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--domain", default="real", choices=("real", "synthetic"))
-    p.add_argument("--convention", default="opengl", choices=("opengl", "opencv"))
-    p.add_argument("--val-fraction", type=float, default=0.05)
-    p.add_argument("--samples-per-shard", type=int, default=512)
-    p.add_argument("--fov-deg", type=float, default=60.0)
-    p.set_defaults(func=_import_pairs)
-
-
-def _inference_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="auto")
-    p.add_argument("--max-side", type=int, default=1024, help="larger images run downscaled")
-    p.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA")
-
-
-def add_image_args(p: argparse.ArgumentParser) -> None:
-    """The flags of the commands that read image files."""
-    p.add_argument("--max-pixels", type=int, help="larger images are refused (default 40 million)")
-    p.add_argument("--overwrite", action="store_true", help="replace outputs that are there already")
+    p = add_nested_command(subparsers, "train", "norld", help="train NoRLD (flow matching + online normal regularizer)")
+    _shape_trainer_args(p)
+    p.add_argument("--vae", required=True, help="the trained shape VAE (VAE_RUN/model.pt)")
+    p.add_argument("--reg-weight", type=float, help="λ of the normal regularizer (0: off)")
+    p.add_argument("--reg-share", type=float, help="share of steps the regularizer runs on")
+    p.add_argument("--reg-t-min", type=float)
+    p.add_argument("--reg-t-max", type=float)
+    p.add_argument("--reg-views", type=int, help="ground-truth views rendered per regularized sample")
+    p.add_argument("--reg-samples", type=int, help="regularized samples per step")
+    p.add_argument("--reg-grid", type=int, help="marching-cubes grid of the regularizer")
+    p.add_argument("--render-size", type=int, help="render resolution of the regularizer")
+    p.set_defaults(func=_train_norld)
 
 
 def nirne_config_from_args(args):
@@ -158,46 +116,30 @@ def _train_nirne(args) -> int:
     return 0
 
 
-def _eval_nirne(args) -> int:
-    import json
+def _train_vae(args) -> int:
+    from hi3dgen.training.vae import preset_config, train_vae
 
-    from hi3dgen.eval.nirne import evaluate_checkpoint
-
-    result = evaluate_checkpoint(args.checkpoint, args.data, args.out, split=args.split, domain=args.domain,
-                                 device=args.device, max_side=args.max_side, limit=args.limit, use_ema=not args.no_ema)
-    print(json.dumps(result, indent=2))
+    cfg = preset_config(args.preset)
+    apply_trainer_args(cfg, args, "shape_vae")
+    metrics = train_vae(cfg, args.out)
+    print(" ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
     return 0
 
 
-def _predict(args) -> int:
-    from hi3dgen.training.predict import MAX_PIXELS, load_nirne, predict_files
-    from hi3dgen.training.trainer import resolve_device
+def _train_norld(args) -> int:
+    from hi3dgen.geometry.mesh_extract import ExtractConfig
+    from hi3dgen.training.norld import fit_to_vae, preset_config, train_norld
 
-    model = load_nirne(args.checkpoint, resolve_device(args.device), use_ema=not args.no_ema)
-    results = predict_files(model, args.images, args.out, args.max_side, max_pixels=args.max_pixels or MAX_PIXELS,
-                            overwrite=args.overwrite)
-    return report_files("predict-normal", results)
-
-
-def report_files(command: str, results) -> int:
-    """Print each input with its output, or its error on stderr; exit code 1 when any failed."""
-    failed = 0
-    for path, output, error in results:
-        if error:
-            failed += 1
-            print(f"hi3dgen {command}: {path}: {error}", file=sys.stderr)
-        else:
-            print(f"{path} -> {output}")
-    return 1 if failed else 0
-
-
-def _import_pairs(args) -> int:
-    from hi3dgen.training.pairs import PairsConfig, import_pairs
-
-    cfg = PairsConfig(domain=args.domain, convention=args.convention, val_fraction=args.val_fraction,
-                      samples_per_shard=args.samples_per_shard, fov_deg=args.fov_deg)
-    index = import_pairs(args.images, args.normals, args.out, cfg)
-    print(f"{index['totals']['accepted']} pairs in {args.out} "
-          f"(train {index['sets']['views']['train']['samples']}, val {index['sets']['views']['val']['samples']}), "
-          f"{index['totals']['rejected']} rejected (see manifest.jsonl)")
+    cfg = preset_config(args.preset, args.vae)
+    apply_trainer_args(cfg, args, "norld")
+    reg = {"weight": args.reg_weight, "share": args.reg_share, "t_min": args.reg_t_min, "t_max": args.reg_t_max,
+           "views": args.reg_views, "max_samples": args.reg_samples, "render_size": args.render_size}
+    cfg.reg = dataclasses.replace(cfg.reg, **{k: v for k, v in reg.items() if v is not None})
+    if args.reg_grid:
+        cfg.reg.extract = ExtractConfig(resolution=args.reg_grid)
+    fit_to_vae(cfg)
+    metrics = train_norld(cfg, args.out)
+    print(" ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
     return 0
+
+

@@ -7,6 +7,8 @@ import contextlib
 import torch
 from torch import nn
 
+from hi3dgen import checkpoint
+
 
 class EMA:
     """Float32 shadow of every floating-point tensor of the model's state dict. The decay ramps up
@@ -26,7 +28,7 @@ class EMA:
 
     def weights(self, model: nn.Module) -> dict[str, torch.Tensor]:
         """The model's state dict with the averaged tensors in place (in the model's dtypes)."""
-        return {k: (self.shadow[k].to(v.dtype) if k in self.shadow else v) for k, v in model.state_dict().items()}
+        return checkpoint.merge_ema(model.state_dict(), self.shadow)
 
     @contextlib.contextmanager
     def applied(self, model: nn.Module):

@@ -3,7 +3,7 @@ freezes the clean stream and fine-tunes the noisy stream, fusion and decoder on 
 (the paper's domain-specific training). `train_nirne(cfg)` is the per-worker entry point that
 a plain process, torchrun or Ray Train calls.
 
-Data: view shards (`hi3dgen.data.webds`), or `toy`: procedural views (`hi3dgen.training.toy`)
+Data: view shards (`hi3dgen.data.webds`), or `toy`: procedural views (`hi3dgen.data.toy`)
 for machines without rendered data.
 """
 
@@ -15,32 +15,18 @@ import cv2
 import numpy as np
 import torch
 
+from hi3dgen import checkpoint
 from hi3dgen import tracking as project_tracking
+from hi3dgen.data import DOMAIN_FILTERS
+from hi3dgen.data.batches import collate
+from hi3dgen.data.views import ViewBatches, ViewDataConfig, eval_views, prepare_view, train_stream
 from hi3dgen.eval.normals import NormalMetrics, NormalMetricsConfig, angular_error_deg
+from hi3dgen.inference.checkpoints import nirne_from_state
 from hi3dgen.models.nirne import NiRNE, NiRNEConfig
-from hi3dgen.training import checkpoint, toy
-from hi3dgen.training.data import AugmentConfig, ListStream, ViewBatches, collate, prepare_view
-from hi3dgen.training.predict import nirne_from_state
 from hi3dgen.training.trainer import Trainer, TrainerConfig, init_distributed
 from hi3dgen.training.tracking import TrackingConfig
 
-DOMAINS = ("real", "synthetic", "any")
 LOSSES = ("l2", "angular")
-TOY = "toy"
-
-
-@dataclasses.dataclass
-class NiRNEDataConfig:
-    shards: str = TOY  # a view shard dir, or `toy` for procedural views
-    domain: str | None = None  # None: `real` in stage 1, `synthetic` in stage 2
-    val_domain: str | None = None  # None: the training domain
-    batch_size: int = 8
-    workers: int = 0  # threads that decode and augment
-    augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
-    val_samples: int = 64  # val views evaluated during training (at augment.resolution)
-    vis_samples: int = 4
-    toy_train: int = 512  # toy views per domain
-    toy_size: int = 128
 
 
 @dataclasses.dataclass
@@ -51,7 +37,7 @@ class NiRNERunConfig:
     init: str | None = None  # stage 2: the stage-1 checkpoint
     loss: str = "l2"  # l2 on unit normals (the paper) | angular
     model: NiRNEConfig = dataclasses.field(default_factory=NiRNEConfig)
-    data: NiRNEDataConfig = dataclasses.field(default_factory=NiRNEDataConfig)
+    data: ViewDataConfig = dataclasses.field(default_factory=ViewDataConfig)
     trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
     metrics: NormalMetricsConfig = dataclasses.field(default_factory=NormalMetricsConfig)
     tracking: TrackingConfig = dataclasses.field(default_factory=TrackingConfig)
@@ -64,8 +50,8 @@ class NiRNERunConfig:
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, not {self.loss!r}")
         for d in (self.data.domain, self.data.val_domain):
-            if d is not None and d not in DOMAINS:
-                raise ValueError(f"domain must be one of {DOMAINS}, not {d!r}")
+            if d is not None and d not in DOMAIN_FILTERS:
+                raise ValueError(f"domain must be one of {DOMAIN_FILTERS}, not {d!r}")
 
     @property
     def domain(self) -> str:
@@ -139,37 +125,6 @@ def preset_config(spec: str, **fields) -> NiRNERunConfig:
 
 
 # ---- data ------------------------------------------------------------------------------------
-def _toy_set(cfg: NiRNEDataConfig, split: str, domain: str) -> list[dict]:
-    """`toy_train` train views per domain; val views (other seeds) split evenly over the domains."""
-    domains = toy.DOMAINS if domain == "any" else (domain,)
-    n = cfg.toy_train if split == "train" else -(-cfg.val_samples // len(domains))
-    seed = {"train": 0, "val": 1_000_000}[split]
-    return [s for d in domains for s in toy.toy_samples(n, cfg.toy_size, d, seed + toy.DOMAINS.index(d))]
-
-
-def train_stream(cfg: NiRNEDataConfig, domain: str, seed: int):
-    """start -> this rank's endless, shuffled stream of train views after `start` consumed ones.
-    Built once here so that a domain without samples fails before training starts."""
-    if cfg.shards == TOY:
-        samples = _toy_set(cfg, "train", domain)
-        return lambda start: ListStream(samples, seed, start, cfg.batch_size)
-    from hi3dgen.data.webds import view_dataset
-
-    def open_stream(start: int):
-        return view_dataset(cfg.shards, split="train", domain=domain, shuffle=True, seed=seed,
-                            resampled=True, start=start, batch_size=cfg.batch_size)
-
-    open_stream(0)
-    return open_stream
-
-
-def eval_views(cfg: NiRNEDataConfig, split: str, domain: str):
-    """The views of a split in a fixed order."""
-    if cfg.shards == TOY:
-        return _toy_set(cfg, split, domain)
-    from hi3dgen.data.webds import view_dataset
-
-    return view_dataset(cfg.shards, split=split, domain=domain)
 
 
 def val_views(cfg: NiRNERunConfig) -> list[dict]:

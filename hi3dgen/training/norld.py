@@ -16,24 +16,27 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.profiler import record_function
 
-from hi3dgen.eval.normals import NormalMetrics, NormalMetricsConfig
+from hi3dgen.eval.normals import NormalMetricsConfig
 from hi3dgen.geometry.mesh_extract import ExtractConfig
-from hi3dgen.geometry.metrics import mesh_metrics
 from hi3dgen.models import shape_vae
 from hi3dgen.models.norld import NoRLD, NoRLDConfig
 from hi3dgen.models.norld import preset as model_preset
 from hi3dgen.render.diff_normals import normal_error, render_normals
-from hi3dgen.training.trainer import Trainer, TrainerConfig, init_distributed, resolve_device
+from hi3dgen.device import resolve_device
+from hi3dgen.training.trainer import Trainer, TrainerConfig, init_distributed
 from hi3dgen.training.tracking import TrackingConfig
-from hi3dgen.training.vae import (ShapeDataConfig, resample_views, batch_cameras, build_data, cameras_of, mean_metrics,
-                                  normals_grid, prepare_shape, render_meshes, train_stream, val_samples)
+from hi3dgen.data.cameras import batch_cameras
+from hi3dgen.data.shapes import ShapeDataConfig, prepare_shape
+from hi3dgen.eval.norld import SampleConfig, evaluate_generation, generate_meshes
+from hi3dgen.eval.shapes import normals_grid, render_meshes, shape_set
+from hi3dgen.inference.checkpoints import load_vae, load_weights
+from hi3dgen.training.vae import build_data, train_stream
 
 
 @dataclasses.dataclass
@@ -50,13 +53,6 @@ class RegularizerConfig:
 
     def active(self, step: int) -> bool:
         return self.weight > 0 and math.ceil(step * self.share) < math.ceil((step + 1) * self.share)
-
-
-@dataclasses.dataclass
-class SampleConfig:
-    steps: int = 25
-    guidance: float = 3.0
-    seed: int = 0
 
 
 @dataclasses.dataclass
@@ -110,7 +106,7 @@ def fit_to_vae(cfg: NoRLDRunConfig) -> None:
     """Latent shape and surface points from the VAE's config; views for condition + regularizer."""
     if not cfg.vae:
         raise ValueError("NoRLD trains in a shape VAE's latent space: give --vae VAE_RUN/model.pt")
-    vae_cfg, _ = shape_vae.trained_state(cfg.vae, "shape_vae")
+    vae_cfg, _ = load_weights(cfg.vae, "shape_vae")
     vae_model = vae_cfg["model"]
     cfg.model = dataclasses.replace(cfg.model, num_latents=vae_model["num_latents"], latent_dim=vae_model["latent_dim"])
     cfg.data = dataclasses.replace(cfg.data, surface_points=vae_model["num_points"], views=max(1, cfg.reg.views),
@@ -176,7 +172,7 @@ class NoRLDTrainer(Trainer):
     # ---- validation ---------------------------------------------------------------------------
     def _val_samples(self) -> list[dict]:
         if self._val is None:
-            self._val = val_samples(self.run_cfg.data)
+            self._val = shape_set(self.run_cfg.data)
         return self._val
 
     def evaluate(self) -> dict[str, float]:
@@ -189,59 +185,6 @@ class NoRLDTrainer(Trainer):
         meshes = generate_meshes(self.model, self.vae, samples, self.run_cfg.sample, self.run_cfg.eval_extract, self.device)
         views = min(self.run_cfg.reg.views, len(samples[0]["normals"]))
         return {"norld_normals": normals_grid(render_meshes(meshes, samples, views), samples, views)}
-
-
-def condition_of(samples: list[dict], size: int, device) -> torch.Tensor:
-    """Each sample's first ground-truth normal map (B, 3, size, size): the condition at evaluation."""
-    return torch.from_numpy(np.stack([resample_views(s, np.arange(1), size)["normals"][0] for s in samples])).to(device)
-
-
-def generate_meshes(model: NoRLD, vae: shape_vae.ShapeVAE, samples: list[dict], sample: SampleConfig,
-                    extract: ExtractConfig, device) -> list:
-    g = torch.Generator(device).manual_seed(sample.seed)
-    z = model.sample(condition_of(samples, model.cfg.image_size, device), sample.steps, sample.guidance, generator=g)
-    with torch.no_grad():
-        return vae.extract_meshes(z, extract)
-
-
-def evaluate_generation(model: NoRLD, vae: shape_vae.ShapeVAE, samples: list[dict], sample: SampleConfig,
-                        extract: ExtractConfig, metrics: NormalMetricsConfig, device) -> dict[str, float]:
-    """Generate from each sample's first ground-truth normal map; Chamfer, F-score and normal
-    consistency against its surface, and NE/SNE of the mesh's rendered normals against all of its
-    ground-truth views (an empty mesh renders as background: its views count as 90° off)."""
-    meshes = generate_meshes(model, vae, samples, sample, extract, device)
-    rows = [mesh_metrics(None if m is None else m.to_trimesh(), s["surface"]) for m, s in zip(meshes, samples)]
-    normal_metrics = NormalMetrics(metrics)
-    for mesh, s in zip(meshes, samples):
-        gt = np.asarray(s["normals"], np.float32)
-        pred = np.zeros_like(gt)
-        if mesh is not None:
-            maps = render_normals(mesh.vertices.detach().float(), mesh.faces, cameras_of(s))
-            pred = maps.normal.permute(0, 3, 1, 2).cpu().numpy()
-        for p, g, m in zip(pred, gt, np.asarray(s["masks"], bool)):
-            normal_metrics.add(p, g, m)
-    normals = normal_metrics.result()
-    return {**mean_metrics(rows), "NE": normals["NE"], "SNE": normals["SNE"]}
-
-
-def evaluate_checkpoints(norld_path: str, vae_path: str, data: str, out: str | os.PathLike | None = None,
-                         split: str = "val", limit: int = 64, sample: SampleConfig | None = None,
-                         extract: ExtractConfig | None = None, device: str = "auto") -> dict:
-    """`evaluate_generation` of saved models on the first `limit` shapes of a split of `data` (a
-    shape shard dir or `toy`) and what it was measured on; the figures alone are written to `out` as
-    JSON when given (numbers only: a DVC metrics file that `dvc metrics diff` compares across clones)."""
-    from hi3dgen import io
-    from hi3dgen.models import norld
-
-    dev = resolve_device(device)
-    model, vae = norld.load(norld_path, dev), shape_vae.load(vae_path, dev)
-    samples = val_samples(ShapeDataConfig(shards=data, val_shapes=limit), split=split)
-    result = evaluate_generation(model, vae, samples, sample or SampleConfig(), extract or ExtractConfig(resolution=129),
-                                 NormalMetricsConfig(), dev)
-    result = {**io.nan_to_none(result), "shapes": len(samples)}
-    if out is not None:
-        io.write_json(out, result)
-    return {**result, "norld": str(norld_path), "vae": str(vae_path), "data": str(data), "split": split}
 
 
 @torch.no_grad()
@@ -270,8 +213,8 @@ def build_model(cfg: NoRLDRunConfig, vae: shape_vae.ShapeVAE, device) -> NoRLD:
 
 def train_norld(cfg: NoRLDRunConfig, out_dir: str, stop_at: int | None = None) -> dict[str, float]:
     """The per-worker training function (plain process, torchrun or Ray Train worker)."""
-    device = resolve_device(cfg.trainer.device, init_distributed(cfg.trainer.device))
-    vae = shape_vae.load(cfg.vae, device)
+    device = resolve_device(cfg.trainer.device, init_distributed(cfg.trainer.device).local_rank)
+    vae = load_vae(cfg.vae, device)
     model = build_model(cfg, vae, device)
     trainer = NoRLDTrainer(cfg, model, vae, build_data(cfg.data, cfg.trainer.seed), out_dir)
     return trainer.train(stop_at=stop_at)

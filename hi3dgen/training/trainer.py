@@ -26,8 +26,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.profiler import record_function
 
-from hi3dgen import tracking
-from hi3dgen.training import checkpoint
+from hi3dgen import checkpoint, tracking
+from hi3dgen.device import resolve_device
 from hi3dgen.training.ema import EMA
 from hi3dgen.training.optim import OptimConfig, build_optimizer, build_scheduler
 from hi3dgen.training.tracking import Tracker, TrackingConfig
@@ -86,15 +86,6 @@ def init_distributed(device: str = "auto") -> DistEnv:
     return DistEnv(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
-def resolve_device(name: str, env: DistEnv | None = None) -> torch.device:
-    """`auto`: CUDA when there is a GPU, else the CPU; in a distributed run, the rank's GPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and env is not None:
-        return torch.device("cuda", env.local_rank)
-    return torch.device(name)
-
-
 class Trainer:
     """Subclass and define `compute_loss(model, batch) -> (loss, metrics)`; `model` is the wrapped
     (compiled / DDP) module to call, `self.model` the plain one (for state dicts and evaluation)."""
@@ -106,7 +97,7 @@ class Trainer:
         cfg.__post_init__()  # command-line flags may have set fields after construction
         self.cfg = cfg
         self.env = init_distributed(cfg.device)
-        self.device = resolve_device(cfg.device, self.env)
+        self.device = resolve_device(cfg.device, self.env.local_rank)
         self.out_dir = Path(out_dir)
         self.ckpt_path = self.out_dir / "checkpoints" / checkpoint.LAST
         self.run_config = run_config

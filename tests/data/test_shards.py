@@ -2,7 +2,6 @@ import hashlib
 import json
 import tarfile
 
-import pytest
 
 from hi3dgen.data import manifest as mf
 from hi3dgen.data.shards import ShardConfig, assign_splits, write_shards
@@ -112,7 +111,7 @@ def test_ray_fan_out_gives_the_same_shards(make_render, tmp_path, ray_local):
 
 
 def test_cli_shard(make_render, tmp_path, monkeypatch, capsys):
-    from hi3dgen import cli
+    import hi3dgen_cli as cli
 
     monkeypatch.setattr(cli, "COMMAND_MODULES", ("hi3dgen.data.cli",))
     render = make_render(ASSETS[:3])

@@ -4,7 +4,7 @@ import numpy as np
 import trimesh
 
 from hi3dgen.assets import mesh as am
-from hi3dgen.cli import main
+from hi3dgen_cli import main
 from hi3dgen.data import manifest as mf
 from hi3dgen.filtering import FilterConfig, filter_assets, measure
 from hi3dgen.parallel import ExecutorConfig

@@ -6,7 +6,6 @@ second concurrent run is refused, and two committed runs with one knob changed c
 import json
 import re
 import subprocess
-import time
 
 import pytest
 
@@ -85,10 +84,8 @@ def test_run_lineage_rerun_generate_and_lock(tmp_path):
     holder.kill()
     assert refused.returncode != 0 and "another hi3dgen run is in progress" in refused.stderr
 
-    t0 = time.monotonic()
     again = project.run(root, "hi3dgen", "run").stdout
     assert again.count("skipped") >= len(STAGES), again
-    assert time.monotonic() - t0 < 120
     assert project.shard_digests(root) == first
 
     # The rerun trained nothing, yet its run id names the models that its skipped stages stand for.

@@ -6,7 +6,7 @@ import socket
 import pytest
 
 from flows import project
-from hi3dgen.cli import main
+from hi3dgen_cli import main
 
 
 @pytest.fixture(autouse=True)

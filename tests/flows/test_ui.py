@@ -12,7 +12,7 @@ import urllib.request
 
 import pytest
 
-from hi3dgen.cli import main
+from hi3dgen_cli import main
 
 CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
 
@@ -36,7 +36,7 @@ def test_ui_opens_on_the_training_runs(tmp_path):
                    env=env, check=True, timeout=120)
     with socket.create_server(("127.0.0.1", 0)) as free:
         port = free.getsockname()[1]
-    ui = subprocess.Popen([sys.executable, "-m", "hi3dgen.cli", "ui", "--port", str(port)], env=env,
+    ui = subprocess.Popen([sys.executable, "-m", "hi3dgen_cli", "ui", "--port", str(port)], env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
     try:
         url = ui.stdout.readline().split(" at ")[-1].strip()

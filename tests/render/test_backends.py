@@ -5,7 +5,8 @@ from scipy import ndimage
 
 from hi3dgen.assets.mesh import clean
 from hi3dgen.render.backend import agreement, get_backend
-from hi3dgen.render.cameras import Camera, intrinsics, look_at, orbit_cameras
+from hi3dgen.data.cameras import Camera
+from hi3dgen.render.cameras import intrinsics, look_at, orbit_cameras
 
 
 def _cuda() -> bool:

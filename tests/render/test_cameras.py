@@ -3,7 +3,8 @@ import itertools
 import numpy as np
 import pytest
 
-from hi3dgen.render.cameras import Camera, look_at, orbit_cameras
+from hi3dgen.data.cameras import Camera
+from hi3dgen.render.cameras import look_at, orbit_cameras
 from hi3dgen.render.nvdiff import projection
 
 CORNERS = np.array(list(itertools.product((-0.5, 0.5), repeat=3)))

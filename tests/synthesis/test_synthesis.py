@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from manifold3d import Manifold
 
-from hi3dgen import cli
+import hi3dgen_cli as cli
 from hi3dgen.assets.mesh import load_glb
 from hi3dgen.data import manifest as mf
 from hi3dgen.parallel import ExecutorConfig
-from hi3dgen.synthesis import FAMILIES, stage, stats, synthesize
+from hi3dgen.synthesis import FAMILIES, stats, synthesize
 from tests import gltf
 
 INLINE = ExecutorConfig(kind="inline")

@@ -1,7 +1,7 @@
 import numpy as np
 
-from hi3dgen.training import toy
-from hi3dgen.training.data import AugmentConfig, ListStream, ViewBatches, prepare_view
+from hi3dgen.data import toy
+from hi3dgen.data.views import AugmentConfig, ListStream, ViewBatches, prepare_view
 
 
 def test_flip_mirrors_normals_and_crops_keep_unit_normals():

@@ -24,7 +24,7 @@ t = NiRNETrainer(cfg, build_model(cfg), build_data(cfg), sys.argv[1])
 '''
 
 NORLD = '''
-from hi3dgen.models import shape_vae
+from hi3dgen.inference.checkpoints import load_vae
 from hi3dgen.training.norld import NoRLDTrainer, build_model, preset_config
 from hi3dgen.training.vae import build_data
 cfg = preset_config("tiny", sys.argv[2])
@@ -34,7 +34,7 @@ cfg.stats_batches = 1
 cfg.trainer = dataclasses.replace(cfg.trainer, steps=4, log_every=2, ckpt_every=2)
 cfg.tracking.enabled = False
 env = init_distributed()
-vae = shape_vae.load(cfg.vae)
+vae = load_vae(cfg.vae)
 t = NoRLDTrainer(cfg, build_model(cfg, vae, "cpu"), vae, build_data(cfg.data, cfg.trainer.seed), sys.argv[1])
 '''
 

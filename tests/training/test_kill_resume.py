@@ -16,7 +16,7 @@ STEPS = 40
 
 
 def _cmd(out):
-    return [sys.executable, "-m", "hi3dgen.cli", "train", "nirne", "--data", "toy", "--preset", "tiny",
+    return [sys.executable, "-m", "hi3dgen_cli", "train", "nirne", "--data", "toy", "--preset", "tiny",
             "--steps", str(STEPS), "--ckpt-every", "5", "--log-every", "5", "--no-tracking", "--out", str(out)]
 
 

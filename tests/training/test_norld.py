@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from hi3dgen.models import shape_vae
+from hi3dgen.inference.checkpoints import load_vae
 from hi3dgen.training.norld import NoRLDTrainer, build_model, preset_config
 from hi3dgen.training.tracking import TrackingConfig
 from hi3dgen.training.vae import build_data
@@ -35,7 +35,7 @@ def tiny(vae_path, steps: int, weight: float = 1.0, **reg):
 
 
 def make_trainer(cfg, out):
-    vae = shape_vae.load(cfg.vae)
+    vae = load_vae(cfg.vae)
     return NoRLDTrainer(cfg, build_model(cfg, vae, "cpu"), vae, build_data(cfg.data, cfg.trainer.seed), out)
 
 
@@ -133,16 +133,11 @@ def test_mlflow_logs_losses_and_rendered_normals(vae_path, tmp_path, monkeypatch
 @pytest.fixture(scope="module")
 def cli_outputs(vae_path, tmp_path_factory):
     """`hi3dgen train norld`, `eval norld`, `train nirne` and `generate` on toy data: their folder."""
-    import argparse
-
     import cv2
 
-    from hi3dgen.training import cli, cli_shape
+    import hi3dgen_cli
 
-    parser = argparse.ArgumentParser()
-    sub = parser.add_subparsers(dest="command", required=True)
-    cli.register(sub)
-    cli_shape.register(sub)
+    parser = hi3dgen_cli.build_parser()
 
     def run(*argv):
         args = parser.parse_args([str(a) for a in argv])

@@ -6,7 +6,8 @@ import torch
 
 from hi3dgen.models.shape_vae import ShapeVAE
 from hi3dgen.training.tracking import TrackingConfig
-from hi3dgen.training.vae import VAETrainer, build_data, preset_config, toy_shape, train_vae
+from hi3dgen.synthesis.toy import toy_shape
+from hi3dgen.training.vae import VAETrainer, build_data, preset_config, train_vae
 
 
 def tiny(steps: int, **trainer):

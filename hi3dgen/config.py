@@ -1,24 +1,21 @@
-"""The `hi3dgen` command. Each sub-package registers its own sub-commands (argparse only at import
-time; heavy imports happen inside the handlers)."""
+"""Config dataclasses on the command line: one `--flag` per field, and the nested `hi3dgen GROUP
+NAME` commands (`train`, `eval`) that several packages add their models to."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
-import sys
 
-# Modules that expose `register(subparsers)`; order is the order of `hi3dgen --help`.
-COMMAND_MODULES = (
-    "hi3dgen.synthesis.cli",
-    "hi3dgen.sources.cli",
-    "hi3dgen.filtering.cli",
-    "hi3dgen.render.cli",
-    "hi3dgen.data.cli",
-    "hi3dgen.training.cli",
-    "hi3dgen.training.cli_shape",
-    "flows.cli",
-)
+GROUP_HELP = {"train": "train a model (resumes from OUT/checkpoints/last.pt)", "eval": "evaluate a model"}
+
+
+def add_nested_command(subparsers, group: str, name: str, help: str) -> argparse.ArgumentParser:
+    """The parser of `hi3dgen GROUP NAME`, creating the GROUP command on first use."""
+    parent = subparsers.choices.get(group)
+    if parent is None:
+        parent = subparsers.add_parser(group, help=GROUP_HELP.get(group, group))
+        parent.models = parent.add_subparsers(dest=f"{group}_model", required=True, metavar="MODEL")
+    return parent.models.add_parser(name, help=help)
 
 
 def add_config_args(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) -> None:
@@ -44,26 +41,3 @@ def config_from_args(args: argparse.Namespace, cls, **extra):
             value = getattr(args, f.name)
             values[f.name] = tuple(value) if isinstance(value, list) else value
     return cls(**{**values, **extra})
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="hi3dgen", description="The Hi3DGen training pipeline: DetailVerse -> NiRNE -> NoRLD."
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
-        print(f"hi3dgen {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

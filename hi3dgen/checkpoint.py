@@ -1,5 +1,6 @@
-"""Checkpoint files and the RNG state they carry. A checkpoint is written to a temporary name and
-renamed, so a run killed while saving still has its previous `last.pt`."""
+"""Checkpoint files: writing and reading them, the RNG state they carry, and the one place that
+merges an EMA into weights. A checkpoint is written to a temporary name and renamed, so a run
+killed while saving still has its previous `last.pt`."""
 
 from __future__ import annotations
 
@@ -64,3 +65,16 @@ def load(path: str | os.PathLike) -> dict:
         raise ValueError(f"{path} holds {what}, not a model or checkpoint written by `hi3dgen train` "
                          "(RUN/model.pt or RUN/checkpoints/last.pt)")
     return state
+
+
+def merge_ema(weights: dict, shadow: dict) -> dict:
+    """`weights` (a state dict) with the EMA's averaged tensors in place, in the weights' dtypes."""
+    return {k: (shadow[k].to(v.dtype) if k in shadow else v) for k, v in weights.items()}
+
+
+def usable_weights(state: dict, use_ema: bool = True) -> dict:
+    """The weights to run of a checkpoint dict: `RUN/model.pt`'s exported ones, or a training
+    checkpoint's (`RUN/checkpoints/last.pt`) with its EMA merged in unless `use_ema` is false."""
+    if use_ema and state.get("ema"):
+        return merge_ema(state["model"], state["ema"]["shadow"])
+    return state["model"]

@@ -18,10 +18,10 @@ import numpy as np
 
 import hi3dgen
 from hi3dgen import io
-from hi3dgen.data import codec
+from hi3dgen.data import DOMAINS, codec
 from hi3dgen.data import manifest as mf
 from hi3dgen.data import shards
-from hi3dgen.training.predict import read_image
+from hi3dgen.images import read_image
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 NORMAL_SUFFIXES = (".normal", "_normal", "_normals", "")
@@ -37,7 +37,7 @@ class PairsConfig:
     fov_deg: float = 60.0  # horizontal field of view of the assumed camera
 
     def __post_init__(self):
-        if self.domain not in ("real", "synthetic"):
+        if self.domain not in DOMAINS:
             raise ValueError(f"domain must be real or synthetic, not {self.domain!r}")
         if self.convention not in CONVENTIONS:
             raise ValueError(f"convention must be one of {CONVENTIONS}, not {self.convention!r}")
@@ -92,7 +92,7 @@ def pair_sample(asset_id: str, image: Path, normal_path: Path, cfg: PairsConfig)
     f = 0.5 * w / math.tan(math.radians(cfg.fov_deg) / 2)
     camera = {"K": [[f, 0, w / 2], [0, f, h / 2], [0, 0, 1]], "c2w": np.eye(4).tolist(), "width": w, "height": h}
     meta = {"asset_id": asset_id, "view": 0, "source": "pairs", "domain": cfg.domain, "backend": "import-pairs",
-            "version": hi3dgen.__version__, "camera": "assumed", "depth": "none", "image": image.name}
+            "backend_version": f"hi3dgen {hi3dgen.__version__}", "camera": "assumed", "depth": "none", "image": image.name}
     return {
         "__key__": f"{asset_id}_000",
         "normal.png": codec.encode_normal(normal, mask),
@@ -126,27 +126,22 @@ def import_pairs(images: str | os.PathLike, normals: str | os.PathLike, out: str
     if not samples:
         raise ValueError(f"no usable pairs between {images} and {normals}: see {out / mf.MANIFEST}")
     split = shards.assign_splits(sorted(samples), cfg.val_fraction)
-    index = {"format": 1, "config": dataclasses.asdict(cfg), "sets": {"views": {}, "shapes": {}}}
+    tasks, written = [], {}
     for sp in shards.SPLITS:
         ids = [a for a in sorted(samples) if split[a] == sp]
-        entries = []
         for i in range(0, len(ids), cfg.samples_per_shard):
             chunk = ids[i : i + cfg.samples_per_shard]
-            rel = f"views/{sp}-{len(entries):06d}.tar"
-            info = shards.write_tar(out / rel, (samples[a] for a in chunk))
-            entries.append({"path": rel, "samples": len(chunk), "domains": {cfg.domain: len(chunk)}, **info})
-        index["sets"]["views"][sp] = {"assets": len(ids), "samples": len(ids), "shards": entries}
-        index["sets"]["shapes"][sp] = {"assets": 0, "samples": 0, "shards": []}
+            rel = f"views/{sp}-{i // cfg.samples_per_shard:06d}.tar"
+            written[rel] = shards.write_tar(out / rel, (samples[a] for a in chunk))
+            tasks.append({"set": "views", "split": sp, "path": rel,
+                          "units": [{"asset_id": a, "domain": cfg.domain} for a in chunk]})
         for a in ids:
             rows[a]["split"] = sp
-    written = {e["path"] for sp in shards.SPLITS for e in index["sets"]["views"][sp]["shards"]}
     for p in (out / "views").glob("*.tar"):
         if f"views/{p.name}" not in written:
             p.unlink()
     ordered = [rows[k] for k in sorted(rows)]
-    summary = mf.summarize(ordered)
-    index["totals"] = {k: summary[k] for k in ("accepted", "rejected", "rejected_by_reason")}
-    index["totals"].update(assets=summary["total"], views_samples=len(samples), shapes_samples=0)
+    index = shards.shard_index(dataclasses.asdict(cfg), tasks, written, mf.summarize(ordered))
     io.write_json(out / shards.INDEX, index)
     mf.write_manifest(out, ordered)
     return index

@@ -16,7 +16,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-DOMAINS = ("real", "synthetic")
+from hi3dgen.data import DOMAINS
+
 
 
 def _u(g, device, lo, hi, *shape):

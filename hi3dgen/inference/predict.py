@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import collections
 import os
-import warnings
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -18,84 +16,65 @@ import torch.nn.functional as F
 from hi3dgen import io
 from hi3dgen import tracking as project_tracking
 from hi3dgen.data import codec
-from hi3dgen.models.nirne import NiRNE, NiRNEConfig
-from hi3dgen.training import checkpoint
+from hi3dgen.images import MAX_PIXELS, read_image
+from hi3dgen.models.nirne import NiRNE
 
 
-def nirne_from_state(state: dict, source: str, use_ema: bool = True) -> NiRNE:
-    """The NiRNE a checkpoint dict holds (`RUN/checkpoints/last.pt`: its EMA weights unless `use_ema`
-    is false; `RUN/model.pt`: the exported weights); `source` names it in errors."""
-    if state.get("kind") != "nirne":
-        raise ValueError(f"{source} is not a NiRNE checkpoint (kind {state.get('kind')!r})")
-    model = NiRNE(NiRNEConfig.from_dict({**state["config"]["model"], "clean_init": None, "noisy_init": None}))
-    weights = state["model"]
-    if use_ema and state.get("ema"):
-        weights = {k: state["ema"]["shadow"].get(k, v).to(v.dtype) for k, v in weights.items()}
-    model.load_state_dict(weights)
-    return model
+class Predictor:
+    """NiRNE's normals of (1, 3, H, W) images in [0, 1]: eager on the CPU; on CUDA (bf16) replayed
+    from a CUDA graph captured once per image size, which takes a third of the eager time at 512²
+    (BENCHMARKS.md, NiRNE). The last `MAX_GRAPHS` sizes keep their graph (each holds its buffers)."""
+
+    MAX_GRAPHS = 8
+
+    def __init__(self, model: NiRNE, graphs: bool = True):
+        self.model = model
+        self.device = next(model.parameters()).device
+        self.graphs = graphs and self.device.type == "cuda"
+        self._captured: collections.OrderedDict = collections.OrderedDict()
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
+        cuda = self.device.type == "cuda"  # cached casts do not survive graph capture
+        with torch.no_grad(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cuda, cache_enabled=False):
+            return self.model.predict(x)
+
+    def _capture(self, x: torch.Tensor):
+        static = x.clone()
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):  # warm-up outside the graph (cuDNN picks its kernels)
+            for _ in range(3):
+                self._run(static)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            out = self._run(static)
+        return graph, static, out
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.graphs:
+            return self._run(x)
+        key = tuple(x.shape)
+        if key not in self._captured:
+            if len(self._captured) >= self.MAX_GRAPHS:
+                self._captured.popitem(last=False)
+            self._captured[key] = self._capture(x)
+        self._captured.move_to_end(key)
+        graph, static, out = self._captured[key]
+        static.copy_(x)
+        graph.replay()
+        return out.clone()
 
 
-def load_nirne(path: str | os.PathLike, device: str | torch.device = "cpu", use_ema: bool = True) -> NiRNE:
-    return nirne_from_state(checkpoint.load(path), str(path), use_ema).to(device).eval()
-
-
-MAX_PIXELS = 40_000_000  # reading and predicting takes ~50 bytes a pixel (measured): ~2 GB at this size
-
-
-def image_size(path: str | os.PathLike) -> tuple[int, int]:
-    """(width, height) from the image file's header, without decoding it."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the caller has its own cap
-            with Image.open(path) as im:
-                return im.size
-    except Image.DecompressionBombError:
-        raise ValueError(f"{path}: more than {2 * Image.MAX_IMAGE_PIXELS} pixels, too large to read") from None
-    except UnidentifiedImageError:
-        raise ValueError(f"{path}: not a readable image (unknown format)") from None
-
-
-def read_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, np.ndarray]:
-    """Any 8/16-bit gray, RGB or RGBA file -> float32 RGB (H, W, 3) in [0, 1] and the foreground
-    (alpha > 0; everything when there is no alpha). An image of more than `max_pixels` is refused
-    from its header, before it takes the memory."""
-    path = Path(path)
-    if path.is_file() and path.stat().st_size == 0:
-        raise ValueError(f"{path}: not a readable image (the file is empty)")
-    w, h = image_size(path)
-    if w * h > max_pixels:
-        raise ValueError(f"{path}: {w}x{h} is {w * h / 1e6:.1f} megapixels, more than the limit of "
-                         f"{max_pixels / 1e6:g} (--max-pixels); downscale it first")
-    try:
-        img = cv2.imdecode(np.frombuffer(path.read_bytes(), np.uint8), cv2.IMREAD_UNCHANGED)
-    except cv2.error as exc:
-        raise ValueError(f"{path}: not a readable image ({' '.join(str(exc).split())[:200]})") from None
-    if img is None or img.size == 0:
-        raise ValueError(f"{path}: not a readable image")
-    scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(img.dtype)
-    if scale is None:
-        raise ValueError(f"{path}: unsupported pixel type {img.dtype} (need 8 or 16 bit)")
-    img = img.astype(np.float32) / scale
-    if img.ndim == 2:
-        img = img[..., None]
-    alpha = img[..., 3] if img.shape[2] == 4 else np.ones(img.shape[:2], np.float32)
-    rgb = img[..., :3][..., ::-1] if img.shape[2] >= 3 else np.repeat(img[..., :1], 3, axis=2)
-    return np.ascontiguousarray(rgb), alpha > 0
-
-
-def predict_image(model: NiRNE, rgb: np.ndarray, max_side: int | None = 1024) -> np.ndarray:
+def predict_image(predictor: Predictor, rgb: np.ndarray, max_side: int | None = 1024) -> np.ndarray:
     """(H, W, 3) image in [0, 1] -> (H, W, 3) unit normals. Images larger than `max_side` run
     downscaled and the normals are upsampled back."""
-    device = next(model.parameters()).device
-    x = torch.from_numpy(rgb.transpose(2, 0, 1)).to(device)[None]
+    x = torch.from_numpy(rgb.transpose(2, 0, 1)).to(predictor.device)[None]
     h, w = x.shape[-2:]
     if max_side and max(h, w) > max_side:
         s = max_side / max(h, w)
         x = F.interpolate(x, size=(max(1, round(h * s)), max(1, round(w * s))), mode="area")
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-        n = model.predict(x)
+    n = predictor(x.contiguous())
     if n.shape[-2:] != (h, w):
         n = F.normalize(F.interpolate(n, size=(h, w), mode="bilinear", align_corners=False), dim=1)
     return n[0].float().permute(1, 2, 0).cpu().numpy()
@@ -138,6 +117,7 @@ def predict_files(model: NiRNE, paths: list[str], out_dir: str | os.PathLike, ma
     (names: `output_names`); returns (input, normal map, error or None) per input."""
     out_dir = Path(out_dir)
     paths = [Path(p) for p in paths]
+    predictor = Predictor(model)
     targets = [[out_dir / f"{n}.normal.png", out_dir / f"{n}.preview.png"] for n in output_names(paths)]
     results = []
     for path, (normal_png, preview_png), problem in zip(paths, targets, claim_outputs(targets, overwrite)):
@@ -146,7 +126,7 @@ def predict_files(model: NiRNE, paths: list[str], out_dir: str | os.PathLike, ma
             continue
         try:
             rgb, fg = read_image(path, max_pixels)
-            normal = predict_image(model, rgb, max_side)
+            normal = predict_image(predictor, rgb, max_side)
             io.write_bytes(normal_png, codec.encode_normal(normal, fg))
             io.write_bytes(preview_png, codec.encode_rgb(project_tracking.normal_to_rgb(normal, fg)))
             results.append((str(path), str(normal_png), None))

@@ -16,7 +16,8 @@ import torch
 from hi3dgen import io
 from hi3dgen.data import codec
 from hi3dgen.geometry.mesh_extract import ExtractConfig
-from hi3dgen.training.predict import MAX_PIXELS
+from hi3dgen.images import MAX_PIXELS, read_image
+from hi3dgen.inference.predict import Predictor, claim_outputs, output_names, predict_image
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
@@ -57,22 +58,20 @@ class Generator:
         if (norld.cfg.num_latents, norld.cfg.latent_dim) != (vae.cfg.num_latents, vae.cfg.latent_dim):
             raise ValueError("the NoRLD model was trained for another VAE's latent shape")
         self.nirne, self.vae, self.norld, self.cfg = nirne, vae, norld, cfg
+        self.predictor = Predictor(nirne)
         self.device = next(norld.parameters()).device
 
     @classmethod
     def load(cls, nirne_ckpt, vae_ckpt, norld_ckpt, cfg: GenerateConfig | None = None) -> "Generator":
-        from hi3dgen.models import norld, shape_vae
-        from hi3dgen.training.predict import load_nirne
-        from hi3dgen.training.trainer import resolve_device
+        from hi3dgen.device import resolve_device
+        from hi3dgen.inference.checkpoints import load_nirne, load_norld, load_vae
 
         cfg = cfg or GenerateConfig()
         device = resolve_device(cfg.device)
-        return cls(load_nirne(nirne_ckpt, device), shape_vae.load(vae_ckpt, device), norld.load(norld_ckpt, device), cfg)
+        return cls(load_nirne(nirne_ckpt, device), load_vae(vae_ckpt, device), load_norld(norld_ckpt, device), cfg)
 
     def normal_map(self, rgb: np.ndarray) -> np.ndarray:
-        from hi3dgen.training.predict import predict_image
-
-        return predict_image(self.nirne, rgb, self.cfg.max_side)
+        return predict_image(self.predictor, rgb, self.cfg.max_side)
 
     def mesh_from_normal(self, normal: np.ndarray, fg: np.ndarray):
         """A normal map (H, W, 3) with its foreground -> a mesh in the unit cube (trimesh)."""
@@ -100,8 +99,6 @@ class Generator:
 
 def generate(image, nirne_ckpt, vae_ckpt, norld_ckpt, steps: int = 25, guidance: float = 3.0, **options):
     """One image (a path, or an (H, W, 3|4) array in [0, 1]) -> a trimesh in the unit cube."""
-    from hi3dgen.training.predict import read_image
-
     gen = Generator.load(nirne_ckpt, vae_ckpt, norld_ckpt, GenerateConfig(steps=steps, guidance=guidance, **options))
     if isinstance(image, (str, os.PathLike)):
         rgb, fg = read_image(image)
@@ -151,7 +148,6 @@ def generate_files(gen: Generator, inputs: list[str], out: str | os.PathLike, ov
     None) per image."""
     from hi3dgen import tracking
     from hi3dgen.assets.mesh import save_glb
-    from hi3dgen.training.predict import claim_outputs, output_names, read_image
 
     paths = image_paths(inputs)
     out = Path(out)

@@ -5,22 +5,26 @@ held-out views of each domain.
 Two-stage variants spend `stage1_share` of the steps in stage 1 (real) and the rest in stage 2
 (synthetic, clean stream frozen); `no_stage2` spends all of them in one stage on both domains.
 
-    python -m hi3dgen.training.ablation --out DIR [--preset small] [--steps 1500] [--data toy]
+    python bench/nirne_ablation.py --out DIR [--preset small] [--steps 1500] [--data toy]
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import time
 from pathlib import Path
 
-from hi3dgen import io
-from hi3dgen.eval.nirne import evaluate_views
-from hi3dgen.training.nirne import NiRNEDataConfig, eval_views, preset_config, train_nirne
-from hi3dgen.training.predict import load_nirne
-from hi3dgen.training.trainer import DistEnv, resolve_device
+import sys
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from hi3dgen import io  # noqa: E402
+from hi3dgen.data.views import ViewDataConfig, eval_views  # noqa: E402
+from hi3dgen.device import resolve_device  # noqa: E402
+from hi3dgen.eval.nirne import evaluate_views  # noqa: E402
+from hi3dgen.inference.checkpoints import load_nirne  # noqa: E402
+from hi3dgen.training.nirne import preset_config, train_nirne  # noqa: E402
 
 VARIANTS = ("full", "no_noise", "single_stream", "no_stage2")
 
@@ -66,9 +70,9 @@ def run_variant(acfg: AblationConfig, variant: str) -> dict:
 
 def score(acfg: AblationConfig, model_path: str) -> dict:
     """NE / SNE (and the rest) on the val views of each domain, each view at full resolution."""
-    model = load_nirne(model_path, resolve_device(acfg.device, DistEnv()))
+    model = load_nirne(model_path, resolve_device(acfg.device))
     size = preset_config(acfg.preset).data
-    data = NiRNEDataConfig(shards=acfg.data, toy_size=size.toy_size, val_samples=acfg.val_views)
+    data = ViewDataConfig(shards=acfg.data, toy_size=size.toy_size, val_samples=acfg.val_views)
     return {d: evaluate_views(model, eval_views(data, "val", d), limit=acfg.val_views) for d in ("real", "synthetic")}
 
 

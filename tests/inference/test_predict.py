@@ -6,10 +6,11 @@ import zlib
 
 import numpy as np
 import pytest
+import torch
 
 from hi3dgen.data import codec
+from hi3dgen.inference.predict import Predictor, predict_files
 from hi3dgen.training.nirne import build_model, preset_config
-from hi3dgen.training.predict import predict_files
 
 
 @pytest.fixture(scope="module")
@@ -64,3 +65,19 @@ def test_every_input_gets_its_own_output_or_a_named_error(model, tmp_path):
     write_image(src / "a" / "x.png", 10, size=20)  # another image: another map
     assert all(e is None for _, _, e in predict_files(model, [str(p) for p in good], out, overwrite=True))
     assert (out / "a" / "x.normal.png").read_bytes() != maps[0]
+
+
+def test_predictor_gives_the_models_normals(model):
+    x = torch.rand(1, 3, 20, 28, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(Predictor(model)(x), model.predict(x))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the CUDA-graph path needs a GPU (run on the GPU machine)")
+def test_on_cuda_the_predictor_replays_one_graph_per_size(model):
+    gpu = Predictor(model.cuda())
+    eager = Predictor(model, graphs=False)
+    for shape in ((1, 3, 20, 28), (1, 3, 32, 32), (1, 3, 20, 28)):
+        x = torch.rand(*shape, device="cuda")
+        assert torch.allclose(gpu(x), eager(x), atol=1e-2)
+    assert len(gpu._captured) == 2

@@ -1,0 +1,1 @@
+"""Trained models at work: loading checkpoints, predict-normal, image -> mesh generation."""

@@ -1,0 +1,5 @@
+import sys
+
+from hi3dgen_cli import main
+
+sys.exit(main())
