@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import trimesh
 
-from hi3dgen.geometry.sdf import MeshSDF, shape_samples
+from hi3dgen.geometry.sdf import MeshSDF, shape_samples, split_long_faces
 
 RNG = np.random.default_rng(0)
 POINTS = RNG.uniform(-0.55, 0.55, (3000, 3))
@@ -13,10 +13,20 @@ def box_sdf(p, half):
     return np.linalg.norm(np.maximum(q, 0), axis=1) + np.minimum(q.max(1), 0)
 
 
+def exact_winding_number(mesh, points):
+    """Reference: every face's signed solid angle (van Oosterom and Strackee), summed, over 4π."""
+    a, b, c = (mesh.triangles[None, :, i] - points[:, None] for i in range(3))
+    la, lb, lc = (np.linalg.norm(x, axis=-1) for x in (a, b, c))
+    det = np.einsum("pfi,pfi->pf", a, np.cross(b, c))
+    den = la * lb * lc + (a * b).sum(-1) * lc + (b * c).sum(-1) * la + (c * a).sum(-1) * lb
+    return 2.0 * np.arctan2(det, den).sum(1) / (4.0 * np.pi)
+
+
 def test_box_matches_analytic_sdf():
     half = np.array([0.5, 0.3, 0.2])
-    sdf = MeshSDF(trimesh.creation.box(2 * half), leaf=4).signed_distance(POINTS)
-    assert np.abs(sdf - box_sdf(POINTS, half)).max() < 1e-9
+    box = MeshSDF(trimesh.creation.box(2 * half))  # 12 faces, each cut into strips first
+    assert np.abs(box.signed_distance(POINTS) - box_sdf(POINTS, half)).max() < 1e-9
+    assert box.signed_distance(np.zeros((0, 3))).shape == (0,)
 
 
 def test_sphere_matches_analytic_sdf():
@@ -29,10 +39,26 @@ def test_sphere_matches_analytic_sdf():
 
 
 def test_fast_winding_number_matches_exact():
-    mesh = trimesh.creation.torus(0.3, 0.1, major_sections=32, minor_sections=16)
-    pts = POINTS[:500]
-    fast, exact = MeshSDF(mesh, leaf=16).winding_number(pts), MeshSDF(mesh, beta=np.inf).winding_number(pts)
-    assert np.abs(fast - exact).max() < 0.05
+    torus = trimesh.creation.torus(0.3, 0.1, major_sections=32, minor_sections=16)
+    sphere = trimesh.creation.icosphere(subdivisions=3, radius=0.4)
+    open_cap = trimesh.Trimesh(sphere.vertices, sphere.faces[sphere.triangles_center[:, 1] < 0.2])
+    pts = POINTS[:300]
+    for mesh in (torus, open_cap):
+        exact = exact_winding_number(mesh, pts)
+        assert np.abs(MeshSDF(mesh).winding_number(pts) - exact).max() < 0.05
+    assert ((exact > 0.2) & (exact < 0.8)).sum() > 10  # the open cap's winding number is not just 0 or 1
+
+
+def test_split_long_faces_keeps_the_surface():
+    tris = np.array([[[0, 0, 0], [1, 0, 0], [0, 0.01, 0]],  # a sliver
+                     [[0, 0, 1], [0.4, 0.7, 1], [-0.5, 0.3, 1.2]]], dtype=np.float64)  # a wide face
+    pieces = split_long_faces(tris, 0.1)
+    edges = np.linalg.norm(pieces - np.roll(pieces, 1, axis=1), axis=2)
+    assert edges.max() <= 0.1 + 1e-12 and len(pieces) > 20
+    normals = trimesh.triangles.normals(pieces)[0]
+    parent = (pieces.mean(1)[:, 2] > 0.5).astype(int)  # the sliver lies in z = 0
+    assert np.allclose(normals, trimesh.triangles.normals(tris)[0][parent])  # same orientation
+    assert np.allclose(np.bincount(parent, trimesh.triangles.area(pieces)), trimesh.triangles.area(tris))
 
 
 def test_sign_right_far_from_a_hole_and_in_overlapping_parts():
