@@ -30,6 +30,7 @@ import contextlib
 import dataclasses
 import math
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -338,6 +339,8 @@ class Trainer:
             io.remove_temp_files(self.ckpt_dir)  # what a kill while saving left
         if self.ckpt_path.exists():
             self.load_state_dict(checkpoint.load(self.ckpt_path))
+            if self.env.is_main:
+                print(f"[{self.kind}] resuming from {self.ckpt_path} at step {self.step}", file=sys.stderr)
         self.tracker.start(self.run_config, run_id=self.tracker.run_id)
         end = self.cfg.steps if stop_at is None else min(stop_at, self.cfg.steps)
         self.model.train()
