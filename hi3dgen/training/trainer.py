@@ -207,18 +207,18 @@ class Trainer:
     def load_state_dict(self, state: dict) -> None:
         if state.get("kind") != self.kind:
             raise ValueError(f"checkpoint holds a {state.get('kind')!r} model, this trainer trains {self.kind!r}")
+        ranks = len(state["rng"])
+        if ranks != self.env.world_size:  # the data streams are split by rank too: no exact resume
+            raise ValueError(f"the checkpoint was written by {ranks} rank(s), this run has {self.env.world_size}: "
+                             "resume with as many ranks as wrote it")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         if self.ema and state["ema"]:
             self.ema.load_state_dict(state["ema"])
-        rngs = state["rng"]
-        if not isinstance(rngs, list) or len(rngs) != self.env.world_size:
-            raise ValueError(f"the checkpoint holds the RNG states of {len(rngs) if isinstance(rngs, list) else 1} "
-                             f"rank(s), this run has {self.env.world_size}: resume with as many ranks as wrote it")
         self.step = state["step"]
         self.data.load_state_dict(state["data"])
-        checkpoint.set_rng_state(rngs[self.env.rank])
+        checkpoint.set_rng_state(state["rng"][self.env.rank])
         self.best = state["best"]
         self.tracker.run_id = state.get("tracking_run_id")
 

@@ -155,6 +155,10 @@ def test_two_ranks_preempted_and_resumed_end_on_the_same_weights(tmp_path):
         assert cut[rank]["losses"] + resumed[rank]["losses"] == full[rank]["losses"]
     assert _equal(full[0]["model"], full[1]["model"])
     assert not torch.equal(full[0]["rng"], full[1]["rng"])  # the ranks draw different noise
+    cfg = _nirne_cfg()
+    alone = NiRNETrainer(cfg, build_model(cfg), build_data(cfg), tmp_path / "cut/run")
+    with pytest.raises(ValueError, match=r"written by 2 rank\(s\), this run has 1: resume with as many"):
+        alone.train()
 
 
 def _accumulate(out: str, result: str) -> None:
