@@ -1,11 +1,13 @@
-"""Checkpoint files: writing and reading them, the RNG state they carry, and the one place that
-merges an EMA into weights. A checkpoint is written to a temporary name and renamed, so a run
-killed while saving still has its previous `last.pt`."""
+"""Checkpoint files: writing and reading them, the layout of a run's `checkpoints/` folder, the RNG
+state they carry, and the one place that merges an EMA into weights. A checkpoint is written to a
+temporary name and renamed, so a run killed while saving still has its previous `last.pt`."""
 
 from __future__ import annotations
 
 import os
 import random
+import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,8 @@ import torch
 from hi3dgen import io
 
 LAST = "last.pt"
+BEST = "best.pt"
+STEP_RE = re.compile(r"^step_(\d{8})\.pt$")
 
 
 def rng_state() -> dict:
@@ -45,9 +49,42 @@ def save(path: str | os.PathLike, state: dict) -> None:
         torch.save(state, tmp)
 
 
+def step_name(step: int) -> str:
+    return f"step_{step:08d}.pt"
+
+
+def step_files(folder: str | os.PathLike) -> dict[int, Path]:
+    """The step checkpoints in `folder` by step: only names of the pattern `save_step` writes."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return {}
+    return {int(m.group(1)): folder / m.group(0) for m in map(STEP_RE.match, os.listdir(folder)) if m}
+
+
+def save_step(folder: str | os.PathLike, step: int, state: dict, keep: int) -> Path:
+    """Write `folder/step_<step>.pt`, make `last.pt` the same file (a hard link: the bytes are written
+    once), then delete the step checkpoints before the newest `keep` up to this step (0 keeps them
+    all). Step files past `step` (of a run resumed from an earlier point) are left: they are
+    overwritten when the run gets there."""
+    folder = Path(folder)
+    path = folder / step_name(step)
+    save(path, state)
+    with io.atomic_path(folder / LAST) as tmp:
+        tmp.unlink()
+        try:
+            os.link(path, tmp)
+        except OSError:  # a file system without hard links
+            shutil.copyfile(path, tmp)
+    if keep:
+        files = step_files(folder)
+        for s in sorted(s for s in files if s <= step)[:-keep]:
+            files[s].unlink()
+    return path
+
+
 def load(path: str | os.PathLike) -> dict:
-    """A checkpoint (`RUN/checkpoints/last.pt`) or exported model (`RUN/model.pt`): a dict with its
-    `kind`. Any other file is a ValueError that says what it is (torch's own messages speak of
+    """A checkpoint (`RUN/checkpoints/last.pt`, `step_*.pt`) or exported model (`RUN/model.pt`,
+    `RUN/checkpoints/best.pt`): a dict with its `kind`. Any other file is a ValueError that says what it is (torch's own messages speak of
     pickle internals)."""
     path = Path(path)
     if not path.is_file():

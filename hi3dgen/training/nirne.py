@@ -174,6 +174,7 @@ def normal_loss(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor, kind: 
 
 class NiRNETrainer(Trainer):
     kind = "nirne"
+    default_best_metric = "val/NE"
 
     def __init__(self, cfg: NiRNERunConfig, model: NiRNE, data: ViewBatches, out_dir):
         self.run_cfg = cfg
@@ -199,13 +200,16 @@ class NiRNETrainer(Trainer):
         return batch, pred.float().cpu().numpy()
 
     def evaluate(self) -> dict[str, float]:
+        """This rank's share of the val views, then the ranks' pixel pools (error histograms, sums
+        and counts) added up: the figures of the whole set."""
         metrics = NormalMetrics(self.run_cfg.metrics)
-        views = self._val_views()
-        bs = self.run_cfg.data.batch_size
-        for i in range(0, len(views), bs):
-            batch, pred = self._predict(views[i : i + bs])
+        for _, views in self.val_batches(self._val_views(), self.run_cfg.data.batch_size):
+            batch, pred = self._predict(views)
             for p, g, m in zip(pred, batch["normal"].numpy(), batch["mask"].numpy()):
                 metrics.add(p, g, m)
+        for pool in (metrics.all, metrics.sharp):
+            ranks = self.all_gather((pool.hist, pool.total, pool.count))
+            pool.hist, pool.total, pool.count = (sum(parts) for parts in zip(*ranks))
         return {k: v for k, v in metrics.result().items() if k in ("NE", "SNE", "median", "pct_11.25", "pct_22.5", "pct_30")}
 
     def visualize(self) -> dict[str, np.ndarray]:

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch.profiler import record_function
 
-from hi3dgen.eval.normals import NormalMetricsConfig
+from hi3dgen.eval.normals import NormalMetrics, NormalMetricsConfig
 from hi3dgen.geometry.mesh_extract import ExtractConfig
 from hi3dgen.models import shape_vae
 from hi3dgen.models.norld import NoRLD, NoRLDConfig
@@ -115,6 +115,7 @@ def fit_to_vae(cfg: NoRLDRunConfig) -> None:
 
 class NoRLDTrainer(Trainer):
     kind = "norld"
+    default_best_metric = "val/chamfer"
 
     def __init__(self, cfg: NoRLDRunConfig, model: NoRLD, vae: shape_vae.ShapeVAE, data, out_dir):
         self.run_cfg = cfg
@@ -176,9 +177,32 @@ class NoRLDTrainer(Trainer):
         return self._val
 
     def evaluate(self) -> dict[str, float]:
+        """`evaluate_generation` of this rank's batches of the val shapes (batch i sampled from seed
+        `sample.seed + i`, whichever rank runs it), then every rank's figures weighted by what they
+        average over (shapes; shapes with a surface for Chamfer; foreground and sharp pixels of the
+        ground-truth views for NE and SNE): the figures of the whole set."""
         cfg = self.run_cfg
-        return evaluate_generation(self.model, self.vae, self._val_samples(), cfg.sample, cfg.eval_extract,
-                                   cfg.metrics, self.device)
+        sums: dict[str, tuple[float, float]] = {}
+        for i, samples in self.val_batches(self._val_samples(), cfg.data.batch_size):
+            sample = dataclasses.replace(cfg.sample, seed=cfg.sample.seed + i)
+            result = evaluate_generation(self.model, self.vae, samples, sample, cfg.eval_extract, cfg.metrics, self.device)
+            pixels = NormalMetrics(cfg.metrics)
+            for s in samples:
+                for g, m in zip(np.asarray(s["normals"], np.float32), np.asarray(s["masks"], bool)):
+                    pixels.add(g, g, m)
+            counts = pixels.result()
+            weights = {"chamfer": round(len(samples) * (1 - result["empty"])), "NE": counts["pixels"],
+                       "SNE": counts["sharp_pixels"]}
+            for k, v in result.items():
+                w = weights.get(k, len(samples))
+                total, count = sums.get(k, (0.0, 0))
+                sums[k] = (total + (v * w if w else 0.0), count + w)
+        ranks = self.all_gather(sums)
+        out = {}
+        for k in sorted({k for rank in ranks for k in rank}):
+            total, count = (sum(parts) for parts in zip(*(rank[k] for rank in ranks if k in rank)))
+            out[k] = total / count if count else float("nan")
+        return out
 
     def visualize(self) -> dict[str, np.ndarray]:
         samples = self._val_samples()[: self.run_cfg.data.vis_shapes]

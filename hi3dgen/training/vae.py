@@ -86,6 +86,7 @@ def preset_config(name: str, **fields) -> VAERunConfig:
 
 class VAETrainer(Trainer):
     kind = "shape_vae"
+    default_best_metric = "val/chamfer"
 
     def __init__(self, cfg: VAERunConfig, model: ShapeVAE, data, out_dir):
         self.run_cfg = cfg
@@ -109,14 +110,21 @@ class VAETrainer(Trainer):
             return self.model.extract_meshes(self.model.encode(surface).mean, self.run_cfg.extract)
 
     def evaluate(self) -> dict[str, float]:
-        samples = self._val_samples()
-        meshes = self._reconstruct(samples)
-        rows = [mesh_metrics(None if m is None else m.to_trimesh(), s["surface"]) for m, s in zip(meshes, samples)]
-        prepared = [prepare_shape(s, self.run_cfg.data, None) for s in samples]
-        surface, sdf = (torch.from_numpy(np.stack([p[k] for p in prepared])).to(self.device) for k in ("surface", "sdf"))
-        pred, post = self.model(surface, torch.cat([sdf[..., :3], surface[..., :3]], dim=1), sample=False)
-        _, parts = vae_loss(self.run_cfg.model, pred.float(), post, sdf)
-        return {**mean_metrics(rows), "sdf_loss": float(parts["sdf_loss"]), "sign_acc": float(parts["sign_acc"])}
+        """This rank's share of the val shapes, then every rank's per-shape rows and loss sums:
+        the means over the whole set."""
+        rows, sums = [], np.zeros(3)  # sdf_loss and sign_acc summed over shapes, shapes
+        for _, samples in self.val_batches(self._val_samples(), self.run_cfg.data.batch_size):
+            meshes = self._reconstruct(samples)
+            rows += [mesh_metrics(None if m is None else m.to_trimesh(), s["surface"]) for m, s in zip(meshes, samples)]
+            prepared = [prepare_shape(s, self.run_cfg.data, None) for s in samples]
+            surface, sdf = (torch.from_numpy(np.stack([p[k] for p in prepared])).to(self.device) for k in ("surface", "sdf"))
+            pred, post = self.model(surface, torch.cat([sdf[..., :3], surface[..., :3]], dim=1), sample=False)
+            _, parts = vae_loss(self.run_cfg.model, pred.float(), post, sdf)
+            sums += len(samples) * np.array([float(parts["sdf_loss"]), float(parts["sign_acc"]), 1.0])
+        ranks = self.all_gather((rows, sums))
+        sdf_loss, sign_acc, n = sum(rank_sums for _, rank_sums in ranks)
+        every_row = [row for rank_rows, _ in ranks for row in rank_rows]
+        return {**mean_metrics(every_row), "sdf_loss": sdf_loss / n, "sign_acc": sign_acc / n}
 
     def visualize(self) -> dict[str, np.ndarray]:
         samples = self._val_samples()[: self.run_cfg.data.vis_shapes]

@@ -10,9 +10,12 @@ import time
 import pytest
 import torch
 
+from hi3dgen import checkpoint, io
+
 pytestmark = pytest.mark.slow
 
 STEPS = 40
+KILL_AFTER = 10  # the kill comes once a checkpoint of this step or later is written
 
 
 def _cmd(out):
@@ -33,19 +36,20 @@ def test_killed_training_resumes_to_the_same_weights(tmp_path):
 
     run = tmp_path / "killed"
     proc = subprocess.Popen(_cmd(run), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    ckpt = run / "checkpoints" / "last.pt"
     deadline = time.monotonic() + 300
-    while not ckpt.exists() and time.monotonic() < deadline:
+    while max(checkpoint.step_files(run / "checkpoints"), default=0) < KILL_AFTER:
+        assert proc.poll() is None and time.monotonic() < deadline, "the run ended before its checkpoints"
         time.sleep(0.05)
-    time.sleep(0.3)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (run / "model.pt").exists(), "the run finished before it could be killed"
-    step = torch.load(ckpt, map_location="cpu", weights_only=False)["step"]
-    assert 0 < step < STEPS
+    step = checkpoint.load(run / "checkpoints" / checkpoint.LAST)["step"]
+    assert KILL_AFTER <= step < STEPS
 
-    subprocess.run(_cmd(run), env=_env(), check=True, capture_output=True, timeout=600)
-    ref, resumed = _weights(tmp_path / "ref"), _weights(run)
-    assert ref.keys() == resumed.keys()
+    resumed = subprocess.run(_cmd(run), env=_env(), check=True, capture_output=True, text=True, timeout=600)
+    assert f"resuming from {run / 'checkpoints' / checkpoint.LAST} at step {step}" in resumed.stderr
+    ref, got = _weights(tmp_path / "ref"), _weights(run)
+    assert ref.keys() == got.keys()
     for k in ref:
-        assert torch.equal(ref[k], resumed[k]), k
+        assert torch.equal(ref[k], got[k]), k
+    assert not any(io.is_temp(p) for p in (run / "checkpoints").iterdir())

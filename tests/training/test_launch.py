@@ -27,7 +27,9 @@ def test_ray_train_two_workers(tmp_path, monkeypatch):
         launch(train_nirne, cfg, str(tmp_path / "run"), LaunchConfig(workers=2))
     finally:
         ray.shutdown()
-    assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == ["last.pt"]
+    ckpts = tmp_path / "run" / "checkpoints"
+    assert sorted(p.name for p in ckpts.iterdir()) == ["best.pt", "last.pt", "step_00000002.pt", "step_00000004.pt"]
+    assert (ckpts / "last.pt").samefile(ckpts / "step_00000004.pt")
     assert (tmp_path / "run" / "model.pt").exists()
 
     import mlflow

@@ -1,5 +1,5 @@
-"""The trainer core through NiRNE's tiny preset on toy views: resume, checkpoints, schedule, EMA,
-MLflow (a real sqlite store)."""
+"""The trainer core through NiRNE's tiny preset on toy views: resume, checkpoints (the last k, the
+best), gradient accumulation, schedule, EMA, MLflow (a real sqlite store)."""
 
 import dataclasses
 
@@ -13,13 +13,14 @@ from hi3dgen.training.ema import EMA
 from hi3dgen.training.nirne import NiRNETrainer, build_data, build_model, preset_config
 from hi3dgen.training.optim import OptimConfig, warmup_cosine
 from hi3dgen.training.trainer import TrainerConfig
+from tests.training.regression import regression
 
 
 def tiny(steps=12, **trainer):
     cfg = preset_config("tiny")
     cfg.data = dataclasses.replace(cfg.data, batch_size=4, toy_train=12, toy_size=24, val_samples=4, vis_samples=2)
     cfg.data.augment = dataclasses.replace(cfg.data.augment, resolution=16)
-    cfg.trainer = dataclasses.replace(cfg.trainer, steps=steps, log_every=1, ckpt_every=5, **trainer)
+    cfg.trainer = dataclasses.replace(cfg.trainer, steps=steps, log_every=1, **{"ckpt_every": 5, **trainer})
     cfg.tracking.enabled = False
     return cfg
 
@@ -33,25 +34,85 @@ def losses(t):
     return [h["train/loss"] for h in t.history]
 
 
+def evaluate(t) -> dict[str, float]:
+    """`t.evaluate()` of the weights now in `t.model`."""
+    t.model.eval()
+    with torch.no_grad():
+        return t.evaluate()
+
+
 def test_killed_run_resumes_on_the_same_curve(tmp_path):
-    full = trainer(tiny(), tmp_path / "full")
+    cut = tiny(val_every=4, best_mode="max")  # the highest NE comes first: best.pt must survive the cut
+    full = trainer(cut, tmp_path / "full")
     full.train()
-    first = trainer(tiny(), tmp_path / "cut")
+    first = trainer(cut, tmp_path / "cut")
     first.train(stop_at=5)
     assert first.step == 5 and (tmp_path / "cut/checkpoints/last.pt").exists()
-    resumed = trainer(tiny(), tmp_path / "cut", init_seed=123)  # a fresh process: other init, other RNG
+    resumed = trainer(cut, tmp_path / "cut", init_seed=123)  # a fresh process: other init, other RNG
     resumed.train()
     assert losses(first) + losses(resumed) == losses(full)
     a, b = (checkpoint.load(p / "checkpoints/last.pt") for p in (tmp_path / "full", tmp_path / "cut"))
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
-    assert a["data"] == b["data"] == {"consumed": 12 * 4}
+    assert a["data"] == b["data"] == {"consumed": 12 * 4} and len(a["rng"]) == 1
+    a, b = (checkpoint.load(p / "checkpoints/best.pt") for p in (tmp_path / "full", tmp_path / "cut"))
+    assert a["step"] == b["step"] == 4 and a["value"] == b["value"]
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
+def test_checkpoints_keep_the_last_k_and_delete_only_their_own(tmp_path):
+    ckpts = tmp_path / "checkpoints"
+    ckpts.mkdir()
+    mine = ("notes.pt", "step_1.pt", "step_00000002.pt.bak")
+    for name in mine:
+        (ckpts / name).write_text("not the trainer's")
+    trainer(tiny(steps=7, ckpt_every=2, keep_last=2), tmp_path).train()
+    assert sorted(p.name for p in ckpts.iterdir()) == sorted(
+        ["best.pt", "last.pt", "step_00000006.pt", "step_00000007.pt", *mine])
+    assert (ckpts / "last.pt").samefile(ckpts / "step_00000007.pt")  # one file, two names
+    assert checkpoint.load(ckpts / "step_00000006.pt")["step"] == 6
+    assert all((ckpts / name).read_text() == "not the trainer's" for name in mine)
+
+
+@pytest.mark.parametrize("mode", ["min", "max"])
+def test_best_checkpoint_holds_the_weights_of_the_best_validation(tmp_path, mode):
+    trainer(tiny(steps=9, val_every=3, ckpt_every=3, keep_last=0, best_mode=mode), tmp_path).train()
+    judge = trainer(tiny(), tmp_path / "judge")  # evaluates the weights of each checkpoint on the same val views
+    ne = {}
+    for step, path in checkpoint.step_files(tmp_path / "checkpoints").items():
+        judge.model.load_state_dict(checkpoint.usable_weights(checkpoint.load(path)))
+        ne[step] = evaluate(judge)["NE"]
+    assert sorted(ne) == [3, 6, 9] and len(set(ne.values())) == 3
+    best = checkpoint.load(tmp_path / "checkpoints/best.pt")
+    assert set(best) == {"kind", "config", "model", "step", "metric", "value"} and best["metric"] == "val/NE"
+    assert best["step"] == (min if mode == "min" else max)(ne, key=ne.get)
+    assert best["value"] == pytest.approx(ne[best["step"]], rel=1e-9)
+    judge.model.load_state_dict(best["model"])
+    assert evaluate(judge)["NE"] == pytest.approx(best["value"], rel=1e-9)
+
+
+def test_an_unknown_best_metric_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match=r"best_metric 'val/nope' is not a val metric of nirne \(those are \['val/NE'"):
+        trainer(tiny(steps=1, best_metric="val/nope"), tmp_path).train()
+
+
+def test_gradient_accumulation_equals_one_large_batch(tmp_path):
+    whole, halves = regression(tmp_path / "whole", 8), regression(tmp_path / "halves", 4, grad_accum=2)
+    whole.train()
+    halves.train()
+    for p, q in zip(whole.model.parameters(), halves.model.parameters(), strict=True):
+        assert torch.allclose(p, q, atol=1e-6) and torch.allclose(p.grad, q.grad, atol=1e-6)  # the last step's
+    assert losses(halves) == pytest.approx(losses(whole), rel=1e-6)
+    assert whole.data.consumed == halves.data.consumed == 3 * 8
+    single = regression(tmp_path / "single", 4)
+    single.train()
+    assert not torch.allclose(single.model.weight, halves.model.weight, atol=1e-4)  # accumulation changed the steps
 
 
 def test_checkpoint_and_exported_model(tmp_path):
     t = trainer(tiny(steps=3), tmp_path)
     t.train()
     state = checkpoint.load(tmp_path / "checkpoints/last.pt")
-    assert {"model", "optimizer", "scheduler", "ema", "step", "data", "rng", "config", "kind"} <= set(state)
+    assert {"model", "optimizer", "scheduler", "ema", "step", "data", "rng", "best", "config", "kind"} <= set(state)
     assert state["step"] == 3 and state["kind"] == "nirne" and state["config"]["model"]["width"] == 16
     exported = checkpoint.load(tmp_path / "model.pt")
     assert exported["kind"] == "nirne" and exported["model"].keys() == state["model"].keys()
@@ -81,6 +142,8 @@ def test_a_foreign_file_as_checkpoint_is_a_clear_error(tmp_path, capsys):
 @pytest.mark.parametrize("field,value,says", [
     ("steps", -1, "steps must be at least 1"), ("steps", 0, "steps must be at least 1"),
     ("log_every", -1, "log_every must be 0 or more"), ("ema_decay", 1.0, r"ema_decay must be in \[0, 1\)"),
+    ("keep_last", -1, "keep_last must be 0 or more"), ("grad_accum", 0, "grad_accum must be at least 1"),
+    ("best_mode", "lowest", "best_mode must be one of"),
     ("optim", OptimConfig(lr=float("nan")), "lr must be a positive number"),
 ])
 def test_trainer_config_values_are_checked(field, value, says):
