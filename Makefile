@@ -29,7 +29,10 @@ $(VALIDATOR):
 	@command -v npm >/dev/null && timeout 300 npm install -q --no-save --no-package-lock --no-audit --no-fund \
 		--prefix $(VENV) gltf-validator@2.0.0-dev.3.10 || echo "no glTF validator (needs node and npm): its tests skip"
 
+SOURCES := hi3dgen hi3dgen_cli pipelines flows tests bench
 test: setup validator
+	$(VENV)/bin/ruff check $(SOURCES)
+	$(VENV)/bin/ruff format --check $(SOURCES)
 	$(VENV)/bin/pytest -q tests
 
 demo: setup

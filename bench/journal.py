@@ -19,9 +19,17 @@ from hi3dgen.data import manifest as mf
 
 def row(i: int) -> dict:
     """A row the size of a render stage's."""
-    return {"asset_id": f"dv-s0-{i:06d}", "source": "detailverse", "domain": "synthetic", "status": "accepted",
-            "input_path": f"/data/outputs/filter/assets/dv-s0-{i:06d}.glb", "backend": "embree", "views": 12,
-            "backend_version": "embreex 4.4.0", "dir": f"views/dv-s0-{i:06d}"}
+    return {
+        "asset_id": f"dv-s0-{i:06d}",
+        "source": "detailverse",
+        "domain": "synthetic",
+        "status": "accepted",
+        "input_path": f"/data/outputs/filter/assets/dv-s0-{i:06d}.glb",
+        "backend": "embree",
+        "views": 12,
+        "backend_version": "embreex 4.4.0",
+        "dir": f"views/dv-s0-{i:06d}",
+    }
 
 
 def main() -> None:
@@ -51,7 +59,9 @@ def main() -> None:
     t0 = time.perf_counter()
     files = lineage.closure(["pipelines.render"])
     digest = lineage.code_digest("pipelines.render")
-    print(f"\ncode digest of pipelines.render ({len(files)} files, {digest}): {1e3 * (time.perf_counter() - t0):.1f} ms")
+    print(
+        f"\ncode digest of pipelines.render ({len(files)} files, {digest}): {1e3 * (time.perf_counter() - t0):.1f} ms"
+    )
 
 
 if __name__ == "__main__":

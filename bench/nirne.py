@@ -24,9 +24,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from hi3dgen.data.toy import toy_batch  # noqa: E402
 from hi3dgen.models.nirne import NiRNE  # noqa: E402
 from hi3dgen.training.nirne import NiRNETrainer, preset_config  # noqa: E402
-from hi3dgen.data.toy import toy_batch  # noqa: E402
 
 DATASHEET_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0}  # dense, SXM
 
@@ -70,7 +70,10 @@ def inference(spec: str, res: int, device: torch.device, iters: int) -> dict:
     model = model.to(memory_format=fmt)
     x = torch.rand(1, 3, res, res, device=device).contiguous(memory_format=fmt)
     eager, graphed = Predictor(model, graphs=False), Predictor(model)
-    out = {"params_M": sum(p.numel() for p in model.parameters()) / 1e6, "eager_ms": timed_ms(lambda: eager(x), iters, 3, device)}
+    out = {
+        "params_M": sum(p.numel() for p in model.parameters()) / 1e6,
+        "eager_ms": timed_ms(lambda: eager(x), iters, 3, device),
+    }
     if graphed.graphs:
         out["graph_ms"] = timed_ms(lambda: graphed(x), iters, 3, device)
     rgb = np.random.default_rng(0).random((res, res, 3), dtype=np.float32)
@@ -111,8 +114,13 @@ def training(spec: str, res: int, batch: int, device: torch.device, steps: int, 
         torch.cuda.synchronize()
     warm_s = time.perf_counter() - t0
     step_ms = timed_ms(lambda: trainer.train_step(data), steps, 2, device)
-    return {"step_ms": step_ms, "images_per_s": batch / step_ms * 1e3, "gflop_per_step": flops / 1e9,
-            "tflops": flops / step_ms / 1e9, "warmup_s": warm_s}
+    return {
+        "step_ms": step_ms,
+        "images_per_s": batch / step_ms * 1e3,
+        "gflop_per_step": flops / 1e9,
+        "tflops": flops / step_ms / 1e9,
+        "warmup_s": warm_s,
+    }
 
 
 def main() -> None:
@@ -130,8 +138,14 @@ def main() -> None:
     device = torch.device(a.device)
     torch.backends.cudnn.benchmark = True
     models = {"nirne": a.preset, "unet": f"{a.preset}+single_stream+no_noise"}
-    result = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu", "torch": torch.__version__,
-              "preset": a.preset, "resolution": a.resolution, "batch": a.batch, "models": {}}
+    result = {
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "preset": a.preset,
+        "resolution": a.resolution,
+        "batch": a.batch,
+        "models": {},
+    }
     if device.type == "cuda":
         result["matmul_bf16_tflops"] = matmul_tflops(device)
     for name, spec in models.items():
@@ -143,21 +157,28 @@ def main() -> None:
         if a.out:
             Path(a.out).write_text(json.dumps(result, indent=2))
     peak = next((v for k, v in DATASHEET_BF16_TFLOPS.items() if k in result["device"]), None)
-    print(f"\n{result['device']}, torch {result['torch']}, {a.resolution}^2, train batch {a.batch}, "
-          f"{'bf16' if device.type == 'cuda' else 'fp32'}")
+    print(
+        f"\n{result['device']}, torch {result['torch']}, {a.resolution}^2, train batch {a.batch}, "
+        f"{'bf16' if device.type == 'cuda' else 'fp32'}"
+    )
     if "matmul_bf16_tflops" in result:
         print(f"measured bf16 matmul: {result['matmul_bf16_tflops']:.0f} TFLOP/s; datasheet {peak}")
-    print("| model | params M | infer eager ms | infer graph ms | predict_image ms | train img/s | GFLOP/step | TFLOP/s | "
-          "% datasheet | % matmul |")
+    print(
+        "| model | params M | infer eager ms | infer graph ms | predict_image ms | train img/s | GFLOP/step | "
+        "TFLOP/s | "
+        "% datasheet | % matmul |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name, r in result["models"].items():
         tf = r.get("tflops")
         pct = f"{100 * tf / peak:.0f}" if tf and peak else "-"
         pct_mm = f"{100 * tf / result['matmul_bf16_tflops']:.0f}" if tf and "matmul_bf16_tflops" in result else "-"
-        print(f"| {name} | {r['params_M']:.1f} | {r['eager_ms']:.1f} | {r.get('graph_ms', float('nan')):.2f} | "
-              f"{r['predict_image_ms']:.2f} | "
-              f"{r.get('images_per_s', float('nan')):.1f} | {r.get('gflop_per_step', float('nan')):.0f} | "
-              f"{tf if tf else float('nan'):.1f} | {pct} | {pct_mm} |")
+        print(
+            f"| {name} | {r['params_M']:.1f} | {r['eager_ms']:.1f} | {r.get('graph_ms', float('nan')):.2f} | "
+            f"{r['predict_image_ms']:.2f} | "
+            f"{r.get('images_per_s', float('nan')):.1f} | {r.get('gflop_per_step', float('nan')):.0f} | "
+            f"{tf if tf else float('nan'):.1f} | {pct} | {pct_mm} |"
+        )
 
 
 if __name__ == "__main__":

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 import time
 from pathlib import Path
-
-import sys
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -46,8 +45,9 @@ def _run_config(acfg: AblationConfig, variant: str, stage: int, steps: int, init
     spec = acfg.preset if variant == "full" else f"{acfg.preset}+{variant}"
     cfg = preset_config(spec, stage=stage, init=init)
     cfg.data = dataclasses.replace(cfg.data, shards=acfg.data)
-    cfg.trainer = dataclasses.replace(cfg.trainer, steps=steps, compile=acfg.compile, device=acfg.device,
-                                      ckpt_every=steps)
+    cfg.trainer = dataclasses.replace(
+        cfg.trainer, steps=steps, compile=acfg.compile, device=acfg.device, ckpt_every=steps
+    )
     cfg.tracking.enabled = False
     return cfg
 
@@ -79,8 +79,10 @@ def score(acfg: AblationConfig, model_path: str) -> dict:
 def table(results: dict) -> str:
     lines = ["| variant | NE real | SNE real | NE synthetic | SNE synthetic | train s |", "|---|---|---|---|---|---|"]
     for v, r in results.items():
-        lines.append(f"| {v} | {r['real']['NE']:.2f} | {r['real']['SNE']:.2f} | {r['synthetic']['NE']:.2f} | "
-                     f"{r['synthetic']['SNE']:.2f} | {r['train_s']:.0f} |")
+        lines.append(
+            f"| {v} | {r['real']['NE']:.2f} | {r['real']['SNE']:.2f} | {r['synthetic']['NE']:.2f} | "
+            f"{r['synthetic']['SNE']:.2f} | {r['train_s']:.0f} |"
+        )
     return "\n".join(lines)
 
 
@@ -105,8 +107,16 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--compile", action="store_true")
     a = p.parse_args()
-    acfg = AblationConfig(out=a.out, preset=a.preset, data=a.data, steps=a.steps, variants=tuple(a.variants),
-                          val_views=a.val_views, device=a.device, compile=a.compile)
+    acfg = AblationConfig(
+        out=a.out,
+        preset=a.preset,
+        data=a.data,
+        steps=a.steps,
+        variants=tuple(a.variants),
+        val_views=a.val_views,
+        device=a.device,
+        compile=a.compile,
+    )
     print(table(run_ablation(acfg)))
 
 

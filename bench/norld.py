@@ -31,12 +31,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hi3dgen.training.norld import NoRLDTrainer, build_model  # noqa: E402
-from hi3dgen.training.norld import preset_config as norld_preset  # noqa: E402
-from hi3dgen.training.tracking import TrackingConfig  # noqa: E402
 from hi3dgen.device import resolve_device  # noqa: E402
 from hi3dgen.eval.shapes import shape_set  # noqa: E402
 from hi3dgen.inference.checkpoints import load_vae  # noqa: E402
+from hi3dgen.training.norld import NoRLDTrainer, build_model  # noqa: E402
+from hi3dgen.training.norld import preset_config as norld_preset  # noqa: E402
+from hi3dgen.training.tracking import TrackingConfig  # noqa: E402
 from hi3dgen.training.vae import build_data, train_vae  # noqa: E402
 from hi3dgen.training.vae import preset_config as vae_preset  # noqa: E402
 
@@ -81,8 +81,8 @@ def step_times(cfg, out: Path, steps: int, warmup: int) -> tuple[list[float], li
 
 
 def generation_latency(args, repeats: int = 5) -> dict:
-    from hi3dgen.inference.generate import GenerateConfig, Generator
     from hi3dgen.geometry.mesh_extract import ExtractConfig
+    from hi3dgen.inference.generate import GenerateConfig, Generator
     from hi3dgen.models.nirne import NiRNE
     from hi3dgen.models.norld import NoRLD
     from hi3dgen.training.nirne import preset_config as nirne_preset
@@ -125,8 +125,14 @@ def generation_latency(args, repeats: int = 5) -> dict:
             for k, v in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t3 - t0)):
                 parts[k].append(v * 1e3)
     out = {k: statistics.median(v) for k, v in parts.items()}
-    out.update(image=res, sample_steps=cfg.steps, guidance=cfg.guidance, grid=cfg.extract.resolution,
-               faces=len(mesh.faces), device=torch.cuda.get_device_name() if device.type == "cuda" else "cpu")
+    out.update(
+        image=res,
+        sample_steps=cfg.steps,
+        guidance=cfg.guidance,
+        grid=cfg.extract.resolution,
+        faces=len(mesh.faces),
+        device=torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+    )
     return out
 
 
@@ -135,8 +141,9 @@ def cmd_vae(args) -> dict:
     cfg.data.shards = args.data
     cfg.data.workers = cfg.data.workers if args.workers is None else args.workers
     cfg.data.in_memory = args.in_memory
-    cfg.trainer = dataclasses.replace(cfg.trainer, compile=False, device=args.device,
-                                      steps=args.steps or cfg.trainer.steps)
+    cfg.trainer = dataclasses.replace(
+        cfg.trainer, compile=False, device=args.device, steps=args.steps or cfg.trainer.steps
+    )
     start = time.perf_counter()
     metrics = train_vae(cfg, args.out)
     return {"seconds": time.perf_counter() - start, "steps": cfg.trainer.steps, **metrics}
@@ -161,8 +168,15 @@ def cmd_speed(args) -> dict:
     return result
 
 
-PROFILED = ("trainer.loss", "norld.reg.extract", "extract.sdf_grid", "extract.marching_cubes", "extract.refine",
-            "norld.reg.render", "trainer.backward")
+PROFILED = (
+    "trainer.loss",
+    "norld.reg.extract",
+    "extract.sdf_grid",
+    "extract.marching_cubes",
+    "extract.refine",
+    "norld.reg.render",
+    "trainer.backward",
+)
 
 
 def cmd_profile(args) -> dict:
@@ -187,9 +201,13 @@ def cmd_profile(args) -> dict:
         sync(t.device)
     step_ms = (time.perf_counter() - start) * 1e3 / args.steps
     ranges = {e.key: e.cpu_time_total / 1e3 / args.steps for e in prof.key_averages() if e.key in PROFILED}
-    return {"step_ms": step_ms, "launch_blocking": os.environ.get("CUDA_LAUNCH_BLOCKING") == "1",
-            "samples": cfg.reg.max_samples, "views": cfg.reg.views,
-            "ms_per_step": {k: ranges.get(k) for k in PROFILED}}
+    return {
+        "step_ms": step_ms,
+        "launch_blocking": os.environ.get("CUDA_LAUNCH_BLOCKING") == "1",
+        "samples": cfg.reg.max_samples,
+        "views": cfg.reg.views,
+        "ms_per_step": {k: ranges.get(k) for k in PROFILED},
+    }
 
 
 def cmd_ablation(args) -> dict:
@@ -202,9 +220,14 @@ def cmd_ablation(args) -> dict:
         metrics = t.train()  # ends with the validation: generation from val normal maps, EMA weights
         seconds = time.perf_counter() - start
         last = t.history[-1]
-        results[name] = {"weight": weight, "steps": cfg.trainer.steps, "train_seconds": seconds,
-                         "final_flow_loss": last["train/flow_loss"], "val_shapes": len(t._shape_set()),
-                         **{k.removeprefix("val/"): v for k, v in metrics.items()}}
+        results[name] = {
+            "weight": weight,
+            "steps": cfg.trainer.steps,
+            "train_seconds": seconds,
+            "final_flow_loss": last["train/flow_loss"],
+            "val_shapes": len(t._shape_set()),
+            **{k.removeprefix("val/"): v for k, v in metrics.items()},
+        }
         save(args, results)  # each variant as it finishes: a cut-off run keeps what it finished
     return results
 

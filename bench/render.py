@@ -28,15 +28,16 @@ import numpy as np
 import trimesh
 
 from hi3dgen.assets.mesh import normalize
-from hi3dgen.render import backend as rb
 from hi3dgen.data.cameras import Camera
 from hi3dgen.data.manifest import asset_seed
+from hi3dgen.render import backend as rb
 from hi3dgen.render.cameras import orbit_cameras
 
 
 def make_assets(count: int) -> list[trimesh.Trimesh]:
     """Normalized test shapes of about 50k faces, from trimesh alone (no downloads, no CSG
     library, so the GPU machine makes the same ones)."""
+
     def bumpy_box():
         m = trimesh.creation.box()
         for _ in range(6):
@@ -75,8 +76,7 @@ _W: dict = {}
 
 def _init(name, assets, views, resolution, barrier, out_dir):
     os.environ["OMP_NUM_THREADS"] = "1"  # blender: one Cycles thread per process
-    _W.update(name=name, assets=assets, views=views, resolution=resolution, barrier=barrier,
-              out_dir=out_dir)
+    _W.update(name=name, assets=assets, views=views, resolution=resolution, barrier=barrier, out_dir=out_dir)
 
 
 def _pin(worker: int) -> None:
@@ -113,8 +113,7 @@ def _worker(task) -> dict:
     cams = [cameras_for(i, views, res) for i in range(len(assets))]
     # warm-up: caches, CUDA kernels, the Blender session, webdataset's lazy imports
     view = backend.render(assets[0], cams[0][:1])[0]
-    write_tar(Path(_W["out_dir"]) / f"warm-{worker}.tar",
-              [{"__key__": "warm", **encode_view(view, cams[0][0], {})}])
+    write_tar(Path(_W["out_dir"]) / f"warm-{worker}.tar", [{"__key__": "warm", **encode_view(view, cams[0][0], {})}])
 
     def render(jobs):
         for i in jobs:
@@ -127,16 +126,23 @@ def _worker(task) -> dict:
 
     def samples(i):
         for v, (cam, view) in enumerate(zip(cams[i], backend.render(assets[i], cams[i], seed=i))):
-            meta = {"asset_id": asset_id(i), "view": v, "source": "bench", "domain": "synthetic",
-                    "backend": backend.name, "backend_version": backend.version}
+            meta = {
+                "asset_id": asset_id(i),
+                "view": v,
+                "source": "bench",
+                "domain": "synthetic",
+                "backend": backend.name,
+                "backend_version": backend.version,
+            }
             yield {"__key__": f"{asset_id(i)}_{v:03d}", **encode_view(view, cam, meta)}
 
     def end_to_end(jobs):  # one shard per process, as a shard writer would
-        write_tar(Path(_W["out_dir"]) / f"{backend.name}-{procs}-{worker}.tar",
-                  (sample for i in jobs for sample in samples(i)))
+        write_tar(
+            Path(_W["out_dir"]) / f"{backend.name}-{procs}-{worker}.tar",
+            (sample for i in jobs for sample in samples(i)),
+        )
 
-    out = {"render": _timed(worker, procs, seconds, render),
-           "e2e": _timed(worker, procs, seconds, end_to_end)}
+    out = {"render": _timed(worker, procs, seconds, render), "e2e": _timed(worker, procs, seconds, end_to_end)}
     if hasattr(backend, "render_tensors"):
         out["device"] = _timed(worker, procs, seconds, render_on_device)
     return out
@@ -174,6 +180,7 @@ def _probe(name: str) -> str | None:
 
 # --- normal agreement against embree renders made elsewhere ----------------------------------
 
+
 def save_reference(path: str, assets, views: int, resolution: int) -> None:
     embree = rb.get_backend("embree")
     arrays = {}
@@ -187,8 +194,7 @@ def save_reference(path: str, assets, views: int, resolution: int) -> None:
         arrays[f"{i}_mask"] = np.stack([v.mask for v in rendered])
         arrays[f"{i}_depth"] = np.stack([v.depth for v in rendered])
     np.savez_compressed(path, **arrays)
-    print(f"saved embree reference of {len(assets)} assets x {views} views at {resolution}² "
-          f"to {path}")
+    print(f"saved embree reference of {len(assets)} assets x {views} views at {resolution}² to {path}")
 
 
 def check_reference(path: str, name: str) -> dict:
@@ -202,23 +208,26 @@ def check_reference(path: str, name: str) -> dict:
         views = backend.render(mesh, cams, seed=i)
         again = backend.render(mesh, cams, seed=i)
         for v, (view, twin) in enumerate(zip(views, again)):
-            deterministic &= all(np.array_equal(getattr(view, k), getattr(twin, k))
-                                 for k in ("normal", "mask", "depth", "rgb"))
-            expected = rb.View(ref[f"{i}_normal"][v].astype(np.float32), ref[f"{i}_mask"][v],
-                               ref[f"{i}_depth"][v])
+            deterministic &= all(
+                np.array_equal(getattr(view, k), getattr(twin, k)) for k in ("normal", "mask", "depth", "rgb")
+            )
+            expected = rb.View(ref[f"{i}_normal"][v].astype(np.float32), ref[f"{i}_mask"][v], ref[f"{i}_depth"][v])
             per_view.append(rb.agreement(expected, view))
     summary = {k: float(np.mean([a[k] for a in per_view])) for k in per_view[0]}
-    summary.update(worst_view_angle_deg=max(a["mean_angle_deg"] for a in per_view),
-                   worst_view_mask_agreement=min(a["mask_agreement"] for a in per_view),
-                   deterministic=bool(deterministic), views=len(per_view), backend=name,
-                   against="embree")
+    summary.update(
+        worst_view_angle_deg=max(a["mean_angle_deg"] for a in per_view),
+        worst_view_mask_agreement=min(a["mask_agreement"] for a in per_view),
+        deterministic=bool(deterministic),
+        views=len(per_view),
+        backend=name,
+        against="embree",
+    )
     return summary
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--backends", default=",".join(rb.BACKENDS),
-                   help="comma-separated, of " + ", ".join(rb.BACKENDS))
+    p.add_argument("--backends", default=",".join(rb.BACKENDS), help="comma-separated, of " + ", ".join(rb.BACKENDS))
     p.add_argument("--assets", type=int, default=4, help="distinct meshes of ~50k faces")
     p.add_argument("--views", type=int, default=8, help="views per asset render")
     p.add_argument("--resolution", type=int, default=512)
@@ -226,16 +235,24 @@ def main(argv=None) -> int:
     p.add_argument("--seconds", type=float, default=5.0, help="timed seconds per measurement")
     p.add_argument("--out", default=None, help="write the figures here as JSON")
     p.add_argument("--save-reference", metavar="NPZ", help="save embree renders and stop")
-    p.add_argument("--check-reference", metavar="NPZ",
-                   help="compare each backend's normals with the saved embree renders first")
+    p.add_argument(
+        "--check-reference", metavar="NPZ", help="compare each backend's normals with the saved embree renders first"
+    )
     args = p.parse_args(argv)
     assets = make_assets(args.assets)
     if args.save_reference:
         save_reference(args.save_reference, assets, args.views, args.resolution)
         return 0
-    report = {"resolution": args.resolution, "views_per_asset": args.views, "assets": args.assets,
-              "faces": [len(m.faces) for m in assets], "cores": len(os.sched_getaffinity(0)),
-              "results": {}, "skipped": {}, "agreement": {}}
+    report = {
+        "resolution": args.resolution,
+        "views_per_asset": args.views,
+        "assets": args.assets,
+        "faces": [len(m.faces) for m in assets],
+        "cores": len(os.sched_getaffinity(0)),
+        "results": {},
+        "skipped": {},
+        "agreement": {},
+    }
     rows = []
     for name in [b.strip() for b in args.backends.split(",") if b.strip()]:
         rb.check_name(name)
@@ -253,14 +270,15 @@ def main(argv=None) -> int:
             rates = measure(name, assets, args.views, args.resolution, procs, args.seconds)
             report["results"].setdefault(name, {})[str(procs)] = rates
             rows.append((name, procs, rates))
-            print(f"{name} x{procs}: " + ", ".join(f"{k} {v:.4g} views/s" for k, v in rates.items()),
-                  flush=True)
+            print(f"{name} x{procs}: " + ", ".join(f"{k} {v:.4g} views/s" for k, v in rates.items()), flush=True)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\n{args.resolution}² views, {args.views} views per asset render, "
-          f"{args.assets} assets of {min(report['faces'])}-{max(report['faces'])} faces, "
-          f"{report['cores']} cores")
+    print(
+        f"\n{args.resolution}² views, {args.views} views per asset render, "
+        f"{args.assets} assets of {min(report['faces'])}-{max(report['faces'])} faces, "
+        f"{report['cores']} cores"
+    )
     print("| backend | processes | render (views/s) | end to end (views/s) | on device (views/s) |")
     print("|---|---:|---:|---:|---:|")
     for name, procs, r in rows:

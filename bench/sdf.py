@@ -50,9 +50,14 @@ def asset(family: str, seed: int, index: int, tmp: Path):
 
 def timed(module, mesh, geometry: dict) -> tuple[dict, float]:
     t0 = time.process_time()
-    out = module.shape_samples(mesh, surface_points=geometry["surface_points"], sdf_points=geometry["sdf_points"],
-                               near_sigmas=tuple(geometry["near_sigmas"]),
-                               uniform_fraction=geometry["uniform_fraction"], seed=geometry["seed"])
+    out = module.shape_samples(
+        mesh,
+        surface_points=geometry["surface_points"],
+        sdf_points=geometry["sdf_points"],
+        near_sigmas=tuple(geometry["near_sigmas"]),
+        uniform_fraction=geometry["uniform_fraction"],
+        seed=geometry["seed"],
+    )
     return out, time.process_time() - t0
 
 
@@ -60,8 +65,13 @@ def agreement(new: np.ndarray, old: np.ndarray) -> dict:
     """Share of samples with the same sign, and |d_new - d_old| (absolute, and relative to |d_old|)."""
     diff = np.abs(new - old)
     rel = diff / np.maximum(np.abs(old), 1e-6)
-    return {"sign": float(np.mean((new < 0) == (old < 0))), "max": float(diff.max()), "mean": float(diff.mean()),
-            "rel_max": float(rel.max()), "rel_mean": float(rel.mean())}
+    return {
+        "sign": float(np.mean((new < 0) == (old < 0))),
+        "max": float(diff.max()),
+        "mean": float(diff.mean()),
+        "rel_max": float(rel.max()),
+        "rel_mean": float(rel.mean()),
+    }
 
 
 def main() -> None:
@@ -78,8 +88,10 @@ def main() -> None:
     print(f"shape_samples with {geometry}, one core (cpu {args.core}), CPU seconds")
     head = f"{'asset':<24} {'faces':>7} {'new s':>6}"
     if old:
-        head += (f" {'old s':>6} {'speedup':>7} {'sign all':>9} {'near':>8} {'uniform':>8}"
-                 f" {'max|Δd|':>8} {'mean|Δd|':>9} {'max rel':>8} {'mean rel':>8}  near / uniform max|Δd|")
+        head += (
+            f" {'old s':>6} {'speedup':>7} {'sign all':>9} {'near':>8} {'uniform':>8}"
+            f" {'max|Δd|':>8} {'mean|Δd|':>9} {'max rel':>8} {'mean rel':>8}  near / uniform max|Δd|"
+        )
     print(head)
     totals = {"new": 0.0, "old": 0.0}
     with tempfile.TemporaryDirectory() as tmp:
@@ -97,11 +109,14 @@ def main() -> None:
                     assert np.array_equal(new["surface"], ref["surface"]), "different surface samples"
                     n_near = sum(new["counts"]["near"])
                     d_new, d_old = new["sdf"][:, 3].astype(np.float64), ref["sdf"][:, 3].astype(np.float64)
-                    a, near, uni = (agreement(d_new[s], d_old[s]) for s in (slice(None), slice(0, n_near),
-                                                                            slice(n_near, None)))
-                    row += (f" {t_old:>6.2f} {t_old / t_new:>6.1f}x {a['sign']:>9.5f} {near['sign']:>8.5f}"
-                            f" {uni['sign']:>8.5f} {a['max']:>8.1e} {a['mean']:>9.1e} {a['rel_max']:>8.1e}"
-                            f" {a['rel_mean']:>8.1e}  {near['max']:.1e} / {uni['max']:.1e}")
+                    a, near, uni = (
+                        agreement(d_new[s], d_old[s]) for s in (slice(None), slice(0, n_near), slice(n_near, None))
+                    )
+                    row += (
+                        f" {t_old:>6.2f} {t_old / t_new:>6.1f}x {a['sign']:>9.5f} {near['sign']:>8.5f}"
+                        f" {uni['sign']:>8.5f} {a['max']:>8.1e} {a['mean']:>9.1e} {a['rel_max']:>8.1e}"
+                        f" {a['rel_mean']:>8.1e}  {near['max']:.1e} / {uni['max']:.1e}"
+                    )
                 print(row, flush=True)
     line = f"total new {totals['new']:.1f} s"
     if old:

@@ -10,8 +10,14 @@ def register(sub) -> None:
     p = sub.add_parser("run", help="run the pipeline end to end (DVC skips what did not change)")
     p.add_argument("--preset", default=None, help="apply presets/<name>.yaml to params.yaml first")
     p.add_argument("--until", default=None, help="stop after this stage")
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="change a parameter in params.yaml, e.g. --set render.views=4 (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change a parameter in params.yaml, e.g. --set render.views=4 (repeatable)",
+    )
     p.add_argument("--no-push", action="store_true", help="skip the final `dvc push`")
     p.set_defaults(func=_run)
 
@@ -70,8 +76,10 @@ def _run(args) -> int:
     )
     if results and "norld" in {r["stage"] for r in results}:
         print(f"  image->mesh:  hi3dgen generate --from-run {results[0]['parent_run_id']} --out mesh.glb IMAGE")
-    print("  record it:    git add params.yaml dvc.lock metrics && git commit -m 'run: ...'\n"
-          "                then `dvc metrics diff HEAD~1` and `dvc params diff HEAD~1` compare it with the last one")
+    print(
+        "  record it:    git add params.yaml dvc.lock metrics && git commit -m 'run: ...'\n"
+        "                then `dvc metrics diff HEAD~1` and `dvc params diff HEAD~1` compare it with the last one"
+    )
     return 0
 
 
@@ -110,8 +118,11 @@ def _ui(args) -> int:
     try:  # mlflow ui exits 0 when it cannot listen: check the address first
         socket.create_server((args.host, args.port)).close()
     except OSError as exc:
-        print(f"hi3dgen ui: cannot listen on {args.host}:{args.port} ({exc.strerror}); is another UI "
-              "running there? Choose another port with --port", file=sys.stderr)
+        print(
+            f"hi3dgen ui: cannot listen on {args.host}:{args.port} ({exc.strerror}); is another UI "
+            "running there? Choose another port with --port",
+            file=sys.stderr,
+        )
         return 2
     _enter_project()
     from hi3dgen import tracking
@@ -121,5 +132,20 @@ def _ui(args) -> int:
     print(f"MLflow UI for {uri}: the training runs are at {url}", flush=True)
     # Its job runner (a dozen processes) only runs GenAI judges and scorers: off unless asked for.
     os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
-    os.execvp(sys.executable, [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
-                               "--host", args.host, "--port", str(args.port), "--workers", "1"])
+    os.execvp(
+        sys.executable,
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "ui",
+            "--backend-store-uri",
+            uri,
+            "--host",
+            args.host,
+            "--port",
+            str(args.port),
+            "--workers",
+            "1",
+        ],
+    )

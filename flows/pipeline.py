@@ -27,8 +27,12 @@ def _dvc(args: list[str], logger, env: dict | None = None) -> int:
     if not (project.root() / ".venv" / "bin" / "dvc").exists():
         cmd[0] = "dvc"
     proc = subprocess.Popen(
-        cmd, cwd=project.root(), env={**project.environment(), **(env or {})}, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        cmd,
+        cwd=project.root(),
+        env={**project.environment(), **(env or {})},
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     for line in proc.stdout:
         logger.info(line.rstrip())
@@ -96,8 +100,12 @@ def _run(flow_name: str, names: list[str], push_at_end: bool) -> list[dict]:
             child = client.create_run(
                 parent.info.experiment_id,
                 run_name=stage,
-                tags={"mlflow.parentRunId": parent.info.run_id, "hi3dgen.stage": stage,
-                      "hi3dgen.preset": str(current.get("preset")), **tracking.git_tags()},
+                tags={
+                    "mlflow.parentRunId": parent.info.run_id,
+                    "hi3dgen.stage": stage,
+                    "hi3dgen.preset": str(current.get("preset")),
+                    **tracking.git_tags(),
+                },
             )
             child_id = child.info.run_id
             try:

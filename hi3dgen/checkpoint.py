@@ -26,8 +26,13 @@ def rng_state() -> dict:
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     state = {
         "python": random.getstate(),
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached": float(cached),
+        },
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -84,8 +89,8 @@ def save_step(folder: str | os.PathLike, step: int, state: dict, keep: int) -> P
 
 def load(path: str | os.PathLike) -> dict:
     """A checkpoint (`RUN/checkpoints/last.pt`, `step_*.pt`) or exported model (`RUN/model.pt`,
-    `RUN/checkpoints/best.pt`): a dict with its `kind`. Any other file is a ValueError that says what it is (torch's own messages speak of
-    pickle internals)."""
+    `RUN/checkpoints/best.pt`): a dict with its `kind`. Any other file is a ValueError that says
+    what it is (torch's own messages speak of pickle internals)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
@@ -94,13 +99,20 @@ def load(path: str | os.PathLike) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for a torn or foreign file
-        raise ValueError(f"{path} is not a checkpoint torch can read: another kind of file, or one cut short "
-                         f"by an interrupted copy ({type(exc).__name__})") from None
+        raise ValueError(
+            f"{path} is not a checkpoint torch can read: another kind of file, or one cut short "
+            f"by an interrupted copy ({type(exc).__name__})"
+        ) from None
     if not isinstance(state, dict) or "kind" not in state:
-        what = f"a dict without 'kind' (keys {sorted(map(str, state))[:5]})" if isinstance(state, dict) \
+        what = (
+            f"a dict without 'kind' (keys {sorted(map(str, state))[:5]})"
+            if isinstance(state, dict)
             else f"a {type(state).__name__}"
-        raise ValueError(f"{path} holds {what}, not a model or checkpoint written by `hi3dgen train` "
-                         "(RUN/model.pt or RUN/checkpoints/last.pt)")
+        )
+        raise ValueError(
+            f"{path} holds {what}, not a model or checkpoint written by `hi3dgen train` "
+            "(RUN/model.pt or RUN/checkpoints/last.pt)"
+        )
     return state
 
 

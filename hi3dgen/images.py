@@ -10,7 +10,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-
 MAX_PIXELS = 40_000_000  # reading and predicting takes ~50 bytes a pixel (measured): ~2 GB at this size
 
 
@@ -38,8 +37,10 @@ def read_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> tuple[n
         raise ValueError(f"{path}: not a readable image (the file is empty)")
     w, h = image_size(path)
     if w * h > max_pixels:
-        raise ValueError(f"{path}: {w}x{h} is {w * h / 1e6:.1f} megapixels, more than the limit of "
-                         f"{max_pixels / 1e6:g} (--max-pixels); downscale it first")
+        raise ValueError(
+            f"{path}: {w}x{h} is {w * h / 1e6:.1f} megapixels, more than the limit of "
+            f"{max_pixels / 1e6:g} (--max-pixels); downscale it first"
+        )
     try:
         img = cv2.imdecode(np.frombuffer(path.read_bytes(), np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error as exc:

@@ -126,8 +126,9 @@ def _overlap(a: Path, b: Path) -> bool:
     return a == b or a in b.parents or b in a.parents
 
 
-def claim_dir(out_dir: str | os.PathLike, owner: str, ours: Callable[[str], bool],
-              inputs: Iterable[str | os.PathLike] = ()) -> Path:
+def claim_dir(
+    out_dir: str | os.PathLike, owner: str, ours: Callable[[str], bool], inputs: Iterable[str | os.PathLike] = ()
+) -> Path:
     """Make `out_dir` the output folder of stage `owner`, or raise ValueError before anything in it
     is touched: when it overlaps one of `inputs`, when another stage owns it, or when it holds a
     file that `ours(relative posix path)` does not claim (leftovers of this module's interrupted
@@ -135,8 +136,10 @@ def claim_dir(out_dir: str | os.PathLike, owner: str, ours: Callable[[str], bool
     out = Path(out_dir).resolve()
     for src in inputs:
         if _overlap(out, Path(src).resolve()):
-            raise ValueError(f"{owner}: the output folder {out} overlaps the input {Path(src).resolve()}: "
-                             "choose an output folder outside the input and not containing it")
+            raise ValueError(
+                f"{owner}: the output folder {out} overlaps the input {Path(src).resolve()}: "
+                "choose an output folder outside the input and not containing it"
+            )
     marker = out / OWNER
     if marker.is_file():
         try:
@@ -144,14 +147,18 @@ def claim_dir(out_dir: str | os.PathLike, owner: str, ours: Callable[[str], bool
         except (ValueError, AttributeError):
             found = None
         if found != owner:
-            raise ValueError(f"{owner}: {out} is the output folder of {found!r}, not of {owner!r}: "
-                             "give each stage its own output folder")
+            raise ValueError(
+                f"{owner}: {out} is the output folder of {found!r}, not of {owner!r}: "
+                "give each stage its own output folder"
+            )
     if out.is_dir():
         foreign = sorted(rel for rel in _files(out) if rel != OWNER and not is_temp(rel) and not ours(rel))
         if foreign:
             more = f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
-            raise ValueError(f"{owner}: {out} holds files hi3dgen did not write ({', '.join(foreign[:5])}{more}); "
-                             "nothing was changed: choose an empty or new output folder")
+            raise ValueError(
+                f"{owner}: {out} holds files hi3dgen did not write ({', '.join(foreign[:5])}{more}); "
+                "nothing was changed: choose an empty or new output folder"
+            )
     elif out.exists():
         raise ValueError(f"{owner}: the output folder {out} is a file")
     if not marker.is_file():

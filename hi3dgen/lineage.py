@@ -170,8 +170,9 @@ def sync_dvc_deps(dvc_yaml: Path, write: bool) -> dict[str, tuple[list[str], lis
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m hi3dgen.lineage",
-                                description="check or rewrite dvc.yaml's code deps from the stages' imports")
+    p = argparse.ArgumentParser(
+        prog="python -m hi3dgen.lineage", description="check or rewrite dvc.yaml's code deps from the stages' imports"
+    )
     p.add_argument("--write", action="store_true", help="rewrite dvc.yaml where it differs")
     p.add_argument("--dvc-yaml", default=str(ROOT / "dvc.yaml"))
     args = p.parse_args(argv)

@@ -51,8 +51,7 @@ def init_ray(cfg: ExecutorConfig, **init_kwargs):
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     if not ray.is_initialized():
         address = cfg.address or os.environ.get("RAY_ADDRESS")
-        kwargs = dict(ignore_reinit_error=True, include_dashboard=False, log_to_driver=True,
-                      **init_kwargs)
+        kwargs = dict(ignore_reinit_error=True, include_dashboard=False, log_to_driver=True, **init_kwargs)
         if address:
             ray.init(address=address, **kwargs)
         else:
@@ -75,8 +74,9 @@ def _error_text(exc: BaseException) -> str:
 def progress(desc: str, total: int) -> tqdm:
     """A progress bar on stderr, refreshed at most once a second (log readers see one line per
     refresh: Python splits a pipe's text on the carriage returns tqdm writes)."""
-    return tqdm(total=total, desc=f"[{desc}]", file=sys.stderr, mininterval=1.0, smoothing=0.1,
-                dynamic_ncols=False, ncols=100)
+    return tqdm(
+        total=total, desc=f"[{desc}]", file=sys.stderr, mininterval=1.0, smoothing=0.1, dynamic_ncols=False, ncols=100
+    )
 
 
 def _apply(fn: Callable, item):
@@ -105,9 +105,7 @@ def _fan_out(fn: Callable, items: list, cfg: ExecutorConfig, bar: tqdm):
             yield out
         return
     ray = init_ray(cfg)
-    task = ray.remote(
-        num_cpus=cfg.cpus_per_task, num_gpus=cfg.gpus_per_task, max_retries=cfg.retries
-    )(_apply)
+    task = ray.remote(num_cpus=cfg.cpus_per_task, num_gpus=cfg.gpus_per_task, max_retries=cfg.retries)(_apply)
     fn_ref = ray.put(fn)
     pending: dict = {}
     queue = iter(items)
@@ -182,7 +180,9 @@ def run_stage(
     if dupes:
         raise ValueError(f"{name}: duplicate asset_id among inputs: {dupes[:5]}")
     out_dir = Path(out_dir)
-    journal = mf.Journal(out_dir, mf.fingerprint({**config, "code": lineage.code_digest(lineage.function_module(work))}))
+    journal = mf.Journal(
+        out_dir, mf.fingerprint({**config, "code": lineage.code_digest(lineage.function_module(work))})
+    )
     previous = journal.rows() if journal.path.exists() else []
     old_manifest = mf.read_jsonl(out_dir / mf.MANIFEST) if (out_dir / mf.MANIFEST).exists() else []
     known = set(ids) | {r["asset_id"] for r in previous} | {r["asset_id"] for r in old_manifest}
@@ -199,7 +199,10 @@ def run_stage(
     rows = {
         k: done[k][1]
         for k in ids
-        if k in done and done[k][0] == item_fps[k] and not _transient(done[k][1]) and _outputs_exist(out_dir, done[k][1])
+        if k in done
+        and done[k][0] == item_fps[k]
+        and not _transient(done[k][1])
+        and _outputs_exist(out_dir, done[k][1])
     }
     todo = [it for it in items if it["asset_id"] not in rows]
     if rows:
@@ -246,13 +249,15 @@ def print_summary(name: str, summary: dict) -> None:
 
 def add_executor_args(parser) -> None:
     g = parser.add_argument_group("executor")
-    g.add_argument("--executor", choices=("ray", "inline"), default="ray",
-                   help="ray: fan out over Ray tasks (default); inline: one item after another here")
+    g.add_argument(
+        "--executor",
+        choices=("ray", "inline"),
+        default="ray",
+        help="ray: fan out over Ray tasks (default); inline: one item after another here",
+    )
     g.add_argument("--ray-address", default=None, help="a Ray cluster address (default: local Ray)")
     g.add_argument("--workers", type=int, default=None, help="CPUs of the local Ray (default: all)")
 
 
 def executor_from_args(args, **overrides) -> ExecutorConfig:
-    return ExecutorConfig(
-        kind=args.executor, address=args.ray_address, workers=args.workers, **overrides
-    )
+    return ExecutorConfig(kind=args.executor, address=args.ray_address, workers=args.workers, **overrides)

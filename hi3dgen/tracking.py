@@ -171,7 +171,7 @@ def grid(images: list[np.ndarray], cols: int) -> np.ndarray:
     out = np.zeros((rows * h, cols * w, 3), np.uint8)
     for i, img in enumerate(images):
         r, c = divmod(i, cols)
-        out[r * h:(r + 1) * h, c * w:(c + 1) * w] = img
+        out[r * h : (r + 1) * h, c * w : (c + 1) * w] = img
     return out
 
 
@@ -201,10 +201,13 @@ def made_the_same(client, child) -> list:
     tags = child.data.tags
     if tags.get("dvc.skipped") != "true" or not tags.get("dvc.lock.outputs") or not tags.get("hi3dgen.stage"):
         return []
-    return client.search_runs([child.info.experiment_id],
-                              f"tags.`hi3dgen.stage` = '{tags['hi3dgen.stage']}' and "
-                              f"tags.`dvc.lock.outputs` = '{tags['dvc.lock.outputs']}' and tags.`dvc.skipped` = 'false'",
-                              order_by=["attributes.start_time DESC"], max_results=100)
+    return client.search_runs(
+        [child.info.experiment_id],
+        f"tags.`hi3dgen.stage` = '{tags['hi3dgen.stage']}' and "
+        f"tags.`dvc.lock.outputs` = '{tags['dvc.lock.outputs']}' and tags.`dvc.skipped` = 'false'",
+        order_by=["attributes.start_time DESC"],
+        max_results=100,
+    )
 
 
 def compare(run_ids: list[str] | None = None, last: int = 2) -> str:
@@ -217,8 +220,11 @@ def compare(run_ids: list[str] | None = None, last: int = 2) -> str:
     if run_ids:
         runs = [client.get_run(r) for r in run_ids]
     else:
-        runs = [r for r in client.search_runs([exp], order_by=["attributes.start_time DESC"], max_results=200)
-                if "mlflow.parentRunId" not in r.data.tags][:last]
+        runs = [
+            r
+            for r in client.search_runs([exp], order_by=["attributes.start_time DESC"], max_results=200)
+            if "mlflow.parentRunId" not in r.data.tags
+        ][:last]
     if not runs:
         return "no runs yet: start one with `hi3dgen run`"
     data = [_collect(client, r) for r in runs]
@@ -226,8 +232,7 @@ def compare(run_ids: list[str] | None = None, last: int = 2) -> str:
     differing = [k for k in keys if len({p.get(k) for p, _ in data}) > 1]
     metric_keys = sorted({k for _, m in data for k in m if k.split("/")[-1] in KEY_METRICS})
     header = ["", *[r.info.run_id[:8] for r in runs]]
-    rows = [["run", *[r.info.run_name or "" for r in runs]],
-            ["status", *[r.info.status for r in runs]]]
+    rows = [["run", *[r.info.run_name or "" for r in runs]], ["status", *[r.info.status for r in runs]]]
     rows += [[f"param {k}", *[str(p.get(k, "-")) for p, _ in data]] for k in differing]
     rows += [[f"metric {k}", *[f"{m[k]:.4g}" if k in m else "-" for _, m in data]] for k in metric_keys]
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
@@ -247,8 +252,7 @@ def registered_models(run_id: str) -> dict[str, str]:
     setup()
     client = MlflowClient()
     run = client.get_run(run_id)
-    children = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run_id}'",
-                                  max_results=500)
+    children = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run_id}'", max_results=500)
     run_ids = {run_id, *(c.info.run_id for c in children)}
     for child in children:  # a stage DVC skipped trained nothing: its models are those of the runs that
         run_ids |= {r.info.run_id for r in made_the_same(client, child)}  # made the same outputs
@@ -257,8 +261,7 @@ def registered_models(run_id: str) -> dict[str, str]:
         for version in client.search_model_versions(f"run_id = '{rid}'"):
             if not version.name.startswith(REGISTERED_PREFIX):
                 continue
-            kind = version.name[len(REGISTERED_PREFIX):]
+            kind = version.name[len(REGISTERED_PREFIX) :]
             if kind not in found or int(version.version) > found[kind][0]:
                 found[kind] = (int(version.version), version.source)
-    return {kind: str(Path(download_artifacts(artifact_uri=src)) / "model.pt")
-            for kind, (_, src) in found.items()}
+    return {kind: str(Path(download_artifacts(artifact_uri=src)) / "model.pt") for kind, (_, src) in found.items()}

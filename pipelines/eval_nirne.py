@@ -6,8 +6,13 @@ from pipelines.common import MODELS, ROOT, SHARDS, log_result, stage
 
 def main() -> None:
     with stage("eval_nirne", section="nirne"):
-        result = evaluate_checkpoint(str(MODELS / "nirne_stage2" / "checkpoints" / "last.pt"), str(SHARDS),
-                                     ROOT / "metrics" / "nirne.json", split="val", domain="any")
+        result = evaluate_checkpoint(
+            str(MODELS / "nirne_stage2" / "checkpoints" / "last.pt"),
+            str(SHARDS),
+            ROOT / "metrics" / "nirne.json",
+            split="val",
+            domain="any",
+        )
         log_result(result)
 
 

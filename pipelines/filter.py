@@ -6,8 +6,13 @@ from pipelines.common import OUT, ROOT, config, executor, log_rows, stage
 
 def main() -> None:
     with stage("filter"):
-        rows = filter_assets([OUT / "synth", OUT / "ingest"], OUT / "filter", config(FilterConfig, "filter"),
-                             executor(), metrics_path=ROOT / "metrics" / "filter.json")
+        rows = filter_assets(
+            [OUT / "synth", OUT / "ingest"],
+            OUT / "filter",
+            config(FilterConfig, "filter"),
+            executor(),
+            metrics_path=ROOT / "metrics" / "filter.json",
+        )
         log_rows(rows)
 
 

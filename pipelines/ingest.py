@@ -11,8 +11,9 @@ def main() -> None:
         if p["source"] == "local":
             rows = ingest_local(ROOT / p["path"], out, executor())
         elif p["source"] == "objaverse":
-            rows = ingest_objaverse(out, executor(), uids=p.get("uids"), limit=p.get("limit"),
-                                    cache_dir=p.get("cache_dir"))
+            rows = ingest_objaverse(
+                out, executor(), uids=p.get("uids"), limit=p.get("limit"), cache_dir=p.get("cache_dir")
+            )
         else:
             raise ValueError(f"params.yaml ingest.source must be 'local' or 'objaverse', not {p['source']!r}")
         log_rows(rows)

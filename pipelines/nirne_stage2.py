@@ -6,8 +6,7 @@ from pipelines.nirne_stage1 import train_stage
 
 def main() -> None:
     p = params("nirne")
-    train_stage(2, p["stage2_domain"], p.get("steps2"),
-                init=str(MODELS / "nirne_stage1" / "checkpoints" / "last.pt"))
+    train_stage(2, p["stage2_domain"], p.get("steps2"), init=str(MODELS / "nirne_stage1" / "checkpoints" / "last.pt"))
 
 
 if __name__ == "__main__":

@@ -29,8 +29,9 @@ def assert_valid(paths: list[Path]) -> None:
     if node is None or not VALIDATOR.is_dir():
         pytest.skip("the Khronos glTF validator is not installed: run `make validator` (needs node and npm)")
     assert paths
-    r = subprocess.run([node, "-e", SCRIPT, str(VALIDATOR), *map(str, paths)], capture_output=True, text=True,
-                       timeout=300)
+    r = subprocess.run(
+        [node, "-e", SCRIPT, str(VALIDATOR), *map(str, paths)], capture_output=True, text=True, timeout=300
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     reports = json.loads(r.stdout)
     bad = {path: issues["messages"] for path, issues in reports.items() if issues["numErrors"] or issues["numWarnings"]}

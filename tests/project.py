@@ -22,9 +22,14 @@ TINY = {
 
 def env(root: Path) -> dict:
     e = dict(os.environ)
-    e.update(HI3DGEN_ROOT=str(root), DVC_NO_ANALYTICS="1", RAY_AUTH_MODE="disabled",
-             PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_HOME=str(root / ".hi3dgen" / "prefect"),
-             MLFLOW_TRACKING_URI=f"sqlite:///{root / '.hi3dgen' / 'mlflow.db'}")
+    e.update(
+        HI3DGEN_ROOT=str(root),
+        DVC_NO_ANALYTICS="1",
+        RAY_AUTH_MODE="disabled",
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_HOME=str(root / ".hi3dgen" / "prefect"),
+        MLFLOW_TRACKING_URI=f"sqlite:///{root / '.hi3dgen' / 'mlflow.db'}",
+    )
     e["PATH"] = str(REPO / ".venv" / "bin") + os.pathsep + e["PATH"]
     e.pop("PREFECT_API_URL", None)
     return e
@@ -42,8 +47,9 @@ def make(tmp: Path, overrides: dict | None = None) -> Path:
     root = tmp / "project"
 
     def git_files(*flags):
-        return subprocess.run(["git", "ls-files", *flags], cwd=REPO, capture_output=True, text=True,
-                              check=True).stdout.split()
+        return subprocess.run(
+            ["git", "ls-files", *flags], cwd=REPO, capture_output=True, text=True, check=True
+        ).stdout.split()
 
     # Files not yet committed go along too, but not this workspace's uncommitted run records (a
     # clone has a run's dvc.lock and metrics only once they are committed).
@@ -57,8 +63,11 @@ def make(tmp: Path, overrides: dict | None = None) -> Path:
     for section, values in {**TINY, **(overrides or {})}.items():
         params.setdefault(section, {}).update(values)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
-                ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"]):
+    for cmd in (
+        ["git", "init", "-q"],
+        ["git", "add", "-A"],
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"],
+    ):
         subprocess.run(cmd, cwd=root, check=True, capture_output=True)
     # As on a fresh clone, with the shared .venv taken as installed (`-o`: never reinstalled from a
     # copy, which would point its editable install at this throwaway folder); data/ is not there yet.
@@ -69,5 +78,7 @@ def make(tmp: Path, overrides: dict | None = None) -> Path:
 
 def shard_digests(root: Path) -> dict[str, str]:
     """sha256 of every shard tar of a project, by path."""
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted((root / "outputs" / "shards").rglob("*.tar"))}
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted((root / "outputs" / "shards").rglob("*.tar"))
+    }

@@ -24,8 +24,14 @@ def _ran(out: str) -> list[str]:
 
 
 def _kill_render_midway(root) -> None:
-    proc = subprocess.Popen(["dvc", "repro", "--single-item", "render"], cwd=root, env=project.env(root),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        ["dvc", "repro", "--single-item", "render"],
+        cwd=root,
+        env=project.env(root),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     views = root / "outputs" / "render" / "views"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and not (views.exists() and any(views.iterdir())):
@@ -61,7 +67,10 @@ def test_dvc_repro_data_stages_and_a_killed_render(tmp_path):
     # (not resumed from the journal), and equal a from-scratch run of the new code.
     embree = root / "hi3dgen" / "render" / "embree.py"
     text = embree.read_text()
-    fixed = text.replace("normal[mask] = face_normals[tri[mask]] @ cam.rotation", "normal[mask] = -(face_normals[tri[mask]] @ cam.rotation)")
+    fixed = text.replace(
+        "normal[mask] = face_normals[tri[mask]] @ cam.rotation",
+        "normal[mask] = -(face_normals[tri[mask]] @ cam.rotation)",
+    )
     assert fixed != text
     embree.write_text(fixed)
     changed = project.run(root, "dvc", "repro", "shard")
@@ -77,5 +86,8 @@ def test_dvc_repro_data_stages_and_a_killed_render(tmp_path):
 
 def _render_files(root) -> dict[str, str]:
     out = root / "outputs" / "render"
-    return {p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(out.rglob("*")) if p.is_file() and p.name != ".journal.jsonl"}
+    return {
+        p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(out.rglob("*"))
+        if p.is_file() and p.name != ".journal.jsonl"
+    }

@@ -30,7 +30,10 @@ def test_atomic_dir_replaces_whole_and_temp_leftovers_are_removed(tmp_path):
     (tmp_path / "views" / f"plan{io.TMP_MARK}v2.txt").write_text("not a name io makes")
     assert io.remove_temp_files(tmp_path) == 1
     assert sorted(p.name for p in (tmp_path / "views").iterdir()) == [
-        "notes.tmp-2024.txt", f"plan{io.TMP_MARK}v2.txt", "x"]
+        "notes.tmp-2024.txt",
+        f"plan{io.TMP_MARK}v2.txt",
+        "x",
+    ]
 
 
 def test_claim_dir_refuses_foreign_files_other_stages_and_overlap_before_touching_anything(tmp_path):

@@ -20,13 +20,17 @@ def _write(root, rel, text):
 def tree(tmp_path):
     """A small project: a stage module with a lazy import and a module named by a string."""
     _write(tmp_path, "hi3dgen/__init__.py", "")
-    _write(tmp_path, "hi3dgen/stage.py", """
+    _write(
+        tmp_path,
+        "hi3dgen/stage.py",
+        """
         from hi3dgen import codec
         BACKENDS = {"a": "hi3dgen.backend_a"}
         def work():
             from .helpers import thing
             return thing
-    """)
+    """,
+    )
     _write(tmp_path, "hi3dgen/codec.py", "import json\n")
     _write(tmp_path, "hi3dgen/helpers.py", "thing = 1\n")
     _write(tmp_path, "hi3dgen/backend_a.py", "")
@@ -36,8 +40,13 @@ def tree(tmp_path):
 
 def test_closure_follows_lazy_relative_and_named_imports_and_parent_packages(tree):
     files = [p.relative_to(tree).as_posix() for p in lineage.closure(["hi3dgen.stage"], tree)]
-    assert files == ["hi3dgen/__init__.py", "hi3dgen/backend_a.py", "hi3dgen/codec.py", "hi3dgen/helpers.py",
-                     "hi3dgen/stage.py"]
+    assert files == [
+        "hi3dgen/__init__.py",
+        "hi3dgen/backend_a.py",
+        "hi3dgen/codec.py",
+        "hi3dgen/helpers.py",
+        "hi3dgen/stage.py",
+    ]
 
 
 def test_digest_changes_with_imported_code_only(tree):
@@ -51,8 +60,10 @@ def test_digest_changes_with_imported_code_only(tree):
 
 def test_dvc_yaml_deps_are_the_stages_imports():
     drift = lineage.sync_dvc_deps(lineage.ROOT / "dvc.yaml", write=False)
-    assert drift == {}, f"dvc.yaml deps differ from the imports (stage: (missing, extra)): {drift}; " \
-                        "run `python -m hi3dgen.lineage --write`"
+    assert drift == {}, (
+        f"dvc.yaml deps differ from the imports (stage: (missing, extra)): {drift}; "
+        "run `python -m hi3dgen.lineage --write`"
+    )
 
 
 def test_no_data_stage_depends_on_training_code_and_render_depends_on_the_codec():
@@ -73,5 +84,6 @@ def test_drift_is_named_and_rewritten(tmp_path):
     (tmp_path / "hi3dgen").symlink_to(lineage.ROOT / "hi3dgen")
     (tmp_path / "pipelines").symlink_to(lineage.ROOT / "pipelines")
     assert lineage.sync_dvc_deps(dvc_yaml, write=True) == {
-        "render": (["hi3dgen/data/codec.py"], ["hi3dgen/training/trainer.py"])}
+        "render": (["hi3dgen/data/codec.py"], ["hi3dgen/training/trainer.py"])
+    }
     assert lineage.sync_dvc_deps(dvc_yaml, write=False) == {}

@@ -21,15 +21,44 @@ def test_ingest_refuses_an_output_folder_that_is_its_input_or_holds_user_files(t
     before = _tree(d)
     assert cli(["ingest", "--source", "local", "--path", str(d), "--out", str(d), "--executor", "inline"]) == 2
     assert "overlaps the input" in capsys.readouterr().err
-    assert cli(["ingest", "--source", "local", "--path", str(d / "assets"), "--out", str(d),
-                "--executor", "inline"]) == 2
-    assert cli(["ingest", "--source", "local", "--path", str(tmp_path / "none"), "--out", str(d / "work"),
-                "--executor", "inline"]) == 2
+    assert (
+        cli(["ingest", "--source", "local", "--path", str(d / "assets"), "--out", str(d), "--executor", "inline"]) == 2
+    )
+    assert (
+        cli(
+            [
+                "ingest",
+                "--source",
+                "local",
+                "--path",
+                str(tmp_path / "none"),
+                "--out",
+                str(d / "work"),
+                "--executor",
+                "inline",
+            ]
+        )
+        == 2
+    )
     assert _tree(d) == before
 
     (tmp_path / "src").mkdir()
     (d / "work").rename(tmp_path / "work")
-    assert cli(["ingest", "--source", "local", "--path", str(tmp_path / "src"), "--out", str(tmp_path / "work"),
-                "--executor", "inline"]) == 2
+    assert (
+        cli(
+            [
+                "ingest",
+                "--source",
+                "local",
+                "--path",
+                str(tmp_path / "src"),
+                "--out",
+                str(tmp_path / "work"),
+                "--executor",
+                "inline",
+            ]
+        )
+        == 2
+    )
     assert "holds files hi3dgen did not write (notes.tmp-2024.txt)" in capsys.readouterr().err
     assert (tmp_path / "work" / "notes.tmp-2024.txt").read_text() == "notes"

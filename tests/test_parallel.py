@@ -35,9 +35,7 @@ def _work(item):
 def _items(tmp_path, ids):
     calls = tmp_path / "calls"
     calls.mkdir(exist_ok=True)
-    return [
-        {"asset_id": i, "source": "test", "input_path": f"/in/{i}", "calls": str(calls)} for i in ids
-    ]
+    return [{"asset_id": i, "source": "test", "input_path": f"/in/{i}", "calls": str(calls)} for i in ids]
 
 
 def _calls(tmp_path):

@@ -13,7 +13,9 @@ def test_run_dir_resumes_only_an_unfinished_run_of_the_same_config_and_code(tmp_
     ckpt.parent.mkdir()
     ckpt.write_bytes(b"step 5")
 
-    assert train.run_dir("nirne_stage1", {"steps": 10}, code="c1") == out and ckpt.read_bytes() == b"step 5"  # killed: resume
+    assert (
+        train.run_dir("nirne_stage1", {"steps": 10}, code="c1") == out and ckpt.read_bytes() == b"step 5"
+    )  # killed: resume
 
     (out / "model.pt").write_bytes(b"done")  # finished: DVC reruns it only for changed code or data
     train.run_dir("nirne_stage1", {"steps": 10}, code="c1")

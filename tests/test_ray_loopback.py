@@ -27,8 +27,11 @@ def test_local_ray_listens_on_loopback_only(ray_local):
     me = psutil.Process()
     session = {me.pid} | {p.pid for p in me.children(recursive=True)}
     assert worker in session
-    listening = {(c.laddr.ip, c.laddr.port) for c in psutil.net_connections("inet")
-                 if c.status == psutil.CONN_LISTEN and c.pid in session}
+    listening = {
+        (c.laddr.ip, c.laddr.port)
+        for c in psutil.net_connections("inet")
+        if c.status == psutil.CONN_LISTEN and c.pid in session
+    }
     gcs_port = int(ray.get_runtime_context().gcs_address.rsplit(":", 1)[1])
     assert gcs_port in {port for _, port in listening}
     assert sorted(a for a in listening if not _loopback(a[0])) == []

@@ -27,9 +27,7 @@ class AssetError(Exception):
 
 def check_asset_id(asset_id: str) -> str:
     if not ASSET_ID_RE.match(asset_id or ""):
-        raise ValueError(
-            f"asset_id {asset_id!r} must be letters, digits, '_' or '-' only (no dots)"
-        )
+        raise ValueError(f"asset_id {asset_id!r} must be letters, digits, '_' or '-' only (no dots)")
     return asset_id
 
 

@@ -78,8 +78,9 @@ class Batches:
     the count of samples consumed; resuming needs the same `workers`.
     """
 
-    def __init__(self, open_stream, batch_size: int, prepare, seed: int = 0, workers: int = 0,
-                 pin_memory: bool = False):
+    def __init__(
+        self, open_stream, batch_size: int, prepare, seed: int = 0, workers: int = 0, pin_memory: bool = False
+    ):
         self.open_stream, self.prepare = open_stream, prepare
         self.batch_size, self.seed = batch_size, seed
         self.workers, self.pin_memory = workers, pin_memory
@@ -89,8 +90,12 @@ class Batches:
     def _loader(self) -> torch.utils.data.DataLoader:
         data = Prepared(self.open_stream(self.consumed), self.prepare, self.seed, self.consumed, self.batch_size)
         return torch.utils.data.DataLoader(
-            data, batch_size=self.batch_size, num_workers=self.workers, collate_fn=collate,
-            pin_memory=self.pin_memory, persistent_workers=self.workers > 0,
+            data,
+            batch_size=self.batch_size,
+            num_workers=self.workers,
+            collate_fn=collate,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.workers > 0,
             generator=torch.Generator().manual_seed(self.seed),  # keep the global RNG (noise) untouched
         )
 

@@ -44,8 +44,7 @@ class Camera:
 
     @classmethod
     def from_json(cls, obj: dict) -> Camera:
-        return cls(np.asarray(obj["K"], float), np.asarray(obj["c2w"], float),
-                   int(obj["width"]), int(obj["height"]))
+        return cls(np.asarray(obj["K"], float), np.asarray(obj["c2w"], float), int(obj["width"]), int(obj["height"]))
 
     def pixel_directions(self) -> np.ndarray:
         """(H, W, 3) camera-space ray directions through the pixel centres, with z = -1."""

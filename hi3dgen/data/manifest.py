@@ -63,8 +63,9 @@ def read_jsonl(path: str | os.PathLike, torn_tail: bool = False) -> list[dict]:
         except ValueError as exc:
             if torn_tail and i == tail:
                 break
-            raise ValueError(f"{path}:{i + 1}: not a JSON row ({exc}); the file is damaged: "
-                             "rerun the stage that writes it") from None
+            raise ValueError(
+                f"{path}:{i + 1}: not a JSON row ({exc}); the file is damaged: rerun the stage that writes it"
+            ) from None
         rows.append(row)
     return rows
 
@@ -163,9 +164,7 @@ def write_manifest(out_dir: str | os.PathLike, rows: list[dict]) -> Path:
 
 def summarize(rows: list[dict]) -> dict:
     """Counts and rejections by reason (the reason's text before the first ':')."""
-    reasons = collections.Counter(
-        r["reason"].split(":")[0] for r in rows if r["status"] == "rejected"
-    )
+    reasons = collections.Counter(r["reason"].split(":")[0] for r in rows if r["status"] == "rejected")
     return {
         "total": len(rows),
         "accepted": sum(r["status"] == "accepted" for r in rows),

@@ -92,8 +92,9 @@ def shard_stream(cfg: ShapeDataConfig, seed: int):
         return lambda start: ListStream(samples, seed, start, cfg.batch_size)
 
     def open_stream(start: int):
-        return shape_dataset(cfg.shards, split="train", shuffle=True, seed=seed, resampled=True, start=start,
-                             batch_size=cfg.batch_size)
+        return shape_dataset(
+            cfg.shards, split="train", shuffle=True, seed=seed, resampled=True, start=start, batch_size=cfg.batch_size
+        )
 
     open_stream(0)
     return open_stream

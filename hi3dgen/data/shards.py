@@ -84,14 +84,22 @@ class ShardConfig:
             raise ValueError("near_sigmas is empty: set uniform_fraction to 1.0")
 
     def geometry(self) -> dict:
-        return {k: v for k, v in dataclasses.asdict(self).items() if k in (
-            "surface_points", "sdf_points", "uniform_fraction", "near_sigmas", "seed")}
+        return {
+            k: v
+            for k, v in dataclasses.asdict(self).items()
+            if k in ("surface_points", "sdf_points", "uniform_fraction", "near_sigmas", "seed")
+        }
 
     def cache_key(self) -> str:
         """What a cached shape geometry depends on besides its mesh: the geometry fields, the code
         of `compute_shape` (this module and what it imports) and its libraries' versions."""
-        return mf.fingerprint({**self.geometry(), "code": lineage.code_digest(__name__),
-                               "libraries": lineage.versions(*GEOMETRY_LIBRARIES)})
+        return mf.fingerprint(
+            {
+                **self.geometry(),
+                "code": lineage.code_digest(__name__),
+                "libraries": lineage.versions(*GEOMETRY_LIBRARIES),
+            }
+        )
 
 
 def _hash_unit(text: str) -> float:
@@ -181,8 +189,7 @@ def write_tar(path: Path, samples) -> dict:
 
     with io.atomic_path(path) as tmp, open(tmp, "wb") as f:
         hashing = _HashingFile(f)
-        writer = wds.TarWriter(hashing, user=TAR_OWNER, group=TAR_OWNER, encoder=False,
-                               mtime=TAR_MTIME)
+        writer = wds.TarWriter(hashing, user=TAR_OWNER, group=TAR_OWNER, encoder=False, mtime=TAR_MTIME)
         for sample in samples:
             writer.write(sample)
         writer.close()
@@ -213,11 +220,10 @@ def _shape_sample(asset: dict) -> dict:
         "surface.npy": codec.encode_npy(geo["surface"]),
         "sdf.npy": codec.encode_npy(geo["sdf"]),
         "normals.npy": codec.encode_npy(
-            np.stack([codec.decode_normal_raw(f["normal.png"].read_bytes()) for f in views])),
-        "masks.npy": codec.encode_npy(
-            np.stack([codec.decode_mask(f["mask.png"].read_bytes()) for f in views])),
-        "cameras.json": codec.encode_json(
-            [codec.decode_json(f["camera.json"].read_bytes()) for f in views]),
+            np.stack([codec.decode_normal_raw(f["normal.png"].read_bytes()) for f in views])
+        ),
+        "masks.npy": codec.encode_npy(np.stack([codec.decode_mask(f["mask.png"].read_bytes()) for f in views])),
+        "cameras.json": codec.encode_json([codec.decode_json(f["camera.json"].read_bytes()) for f in views]),
         "meta.json": codec.encode_json(meta),
     }
 
@@ -237,29 +243,52 @@ def _plan(out_dir: Path, kept: list[dict], split: dict, config: ShardConfig) -> 
             mine = [a for a in kept if split[a["asset_id"]] == sp]
             if name == "views":
                 per_shard = config.samples_per_shard
-                units = [{"key": f"{a['asset_id']}_{v:03d}", "asset_id": a["asset_id"], "domain": a["domain"],
-                          "files": {k: str(p) for k, p in files.items()}}
-                         for a in mine for v, files in enumerate(a["views"])]
+                units = [
+                    {
+                        "key": f"{a['asset_id']}_{v:03d}",
+                        "asset_id": a["asset_id"],
+                        "domain": a["domain"],
+                        "files": {k: str(p) for k, p in files.items()},
+                    }
+                    for a in mine
+                    for v, files in enumerate(a["views"])
+                ]
             else:
                 per_shard = config.shapes_per_shard
-                units = [{**{k: a[k] for k in ("asset_id", "source", "domain", "glb_sha256", "seed",
-                                               "cache")},
-                          "views": a["views"][:config.shape_views]} for a in mine]
+                units = [
+                    {
+                        **{k: a[k] for k in ("asset_id", "source", "domain", "glb_sha256", "seed", "cache")},
+                        "views": a["views"][: config.shape_views],
+                    }
+                    for a in mine
+                ]
             for i in range(0, len(units), per_shard):
                 rel = f"{name}/{sp}-{i // per_shard:06d}.tar"
-                tasks.append({"set": name, "split": sp, "path": rel, "out": str(out_dir / rel),
-                              "units": units[i:i + per_shard]})
+                tasks.append(
+                    {
+                        "set": name,
+                        "split": sp,
+                        "path": rel,
+                        "out": str(out_dir / rel),
+                        "units": units[i : i + per_shard],
+                    }
+                )
     return tasks
 
 
-def write_shards(render_dir: str | os.PathLike, out_dir: str | os.PathLike, config: ShardConfig,
-                 executor: ExecutorConfig) -> dict:
+def write_shards(
+    render_dir: str | os.PathLike, out_dir: str | os.PathLike, config: ShardConfig, executor: ExecutorConfig
+) -> dict:
     """Shard a render folder (see the module docstring); returns the shard index (shards.json)."""
     t0 = time.monotonic()
     render_dir = Path(render_dir)
     owned = {INDEX, mf.MANIFEST}
-    out_dir = io.claim_dir(out_dir, "shard", lambda rel: rel in owned or bool(SHARD_RE.match(rel) or CACHE_RE.match(rel)),
-                           inputs=(render_dir,))
+    out_dir = io.claim_dir(
+        out_dir,
+        "shard",
+        lambda rel: rel in owned or bool(SHARD_RE.match(rel) or CACHE_RE.match(rel)),
+        inputs=(render_dir,),
+    )
     io.remove_temp_files(out_dir)
     rows, assets = _collect(render_dir, out_dir, config)
     kept = _shape_geometry(assets, rows, config, executor, out_dir / CACHE)
@@ -269,7 +298,9 @@ def write_shards(render_dir: str | os.PathLike, out_dir: str | os.PathLike, conf
         stats = _load_cache(a["cache"], arrays=False)["stats"]
         rows[a["asset_id"]] = {
             **{k: a[k] for k in ("asset_id", "source", "domain", "input_path", "glb_sha256")},
-            "status": "accepted", "split": split[a["asset_id"]], "views": len(a["views"]),
+            "status": "accepted",
+            "split": split[a["asset_id"]],
+            "views": len(a["views"]),
             **{k: stats[k] for k in ("inside_fraction", "faces", "watertight")},
         }
     tasks = _plan(out_dir, kept, split, config)
@@ -296,11 +327,14 @@ def _collect(render_dir: Path, out_dir: Path, config: ShardConfig) -> tuple[dict
     geo_fp = config.cache_key()
     rows, assets = {}, []
     for row in mf.read_manifest(render_dir):
-        base = {"asset_id": row["asset_id"], "source": row.get("source", "unknown"),
-                "domain": row.get("domain"), "input_path": row.get("input_path")}
+        base = {
+            "asset_id": row["asset_id"],
+            "source": row.get("source", "unknown"),
+            "domain": row.get("domain"),
+            "input_path": row.get("input_path"),
+        }
         if row.get("status") != "accepted":
-            rows[row["asset_id"]] = {**base, "status": "rejected",
-                                     "reason": row.get("reason") or "rejected_by_render"}
+            rows[row["asset_id"]] = {**base, "status": "rejected", "reason": row.get("reason") or "rejected_by_render"}
             continue
         try:
             views = list_views(render_dir / row.get("dir", f"views/{row['asset_id']}"))
@@ -317,24 +351,42 @@ def _collect(render_dir: Path, out_dir: Path, config: ShardConfig) -> tuple[dict
             continue
         sha = io.sha256_file(base["input_path"])
         seed = mf.asset_seed(config.seed, row["asset_id"])
-        assets.append({**base, "views": views, "glb_sha256": sha, "seed": seed,
-                       "cache": out_dir / CACHE / f"{row['asset_id']}-{sha[:16]}-{geo_fp}.npz"})
+        assets.append(
+            {
+                **base,
+                "views": views,
+                "glb_sha256": sha,
+                "seed": seed,
+                "cache": out_dir / CACHE / f"{row['asset_id']}-{sha[:16]}-{geo_fp}.npz",
+            }
+        )
     return rows, assets
 
 
-def _shape_geometry(assets: list[dict], rows: dict, config: ShardConfig, executor: ExecutorConfig,
-                    cache_dir: Path) -> list[dict]:
+def _shape_geometry(
+    assets: list[dict], rows: dict, config: ShardConfig, executor: ExecutorConfig, cache_dir: Path
+) -> list[dict]:
     """Compute the missing cache entries; assets whose SDF fails become rejected rows. Returns
     the assets kept, and drops cache entries no asset uses any more."""
-    todo = [{"asset_id": a["asset_id"], "source": a["source"], "input_path": a["input_path"],
-             "seed": a["seed"], "geometry": config.geometry(), "cache": str(a["cache"])}
-            for a in assets if not a["cache"].exists()]
+    todo = [
+        {
+            "asset_id": a["asset_id"],
+            "source": a["source"],
+            "input_path": a["input_path"],
+            "seed": a["seed"],
+            "geometry": config.geometry(),
+            "cache": str(a["cache"]),
+        }
+        for a in assets
+        if not a["cache"].exists()
+    ]
     if len(todo) < len(assets):
-        print(f"[shard] SDF cached for {len(assets) - len(todo)} assets, {len(todo)} to compute",
-              file=sys.stderr)
-    failed = {item["asset_id"]: result
-              for item, ok, result in fan_out(compute_shape, todo, executor, desc="shard sdf")
-              if not ok}
+        print(f"[shard] SDF cached for {len(assets) - len(todo)} assets, {len(todo)} to compute", file=sys.stderr)
+    failed = {
+        item["asset_id"]: result
+        for item, ok, result in fan_out(compute_shape, todo, executor, desc="shard sdf")
+        if not ok
+    }
     kept = []
     for a in assets:
         if a["asset_id"] in failed:
@@ -354,32 +406,51 @@ def shard_index(config: dict, tasks: list[dict], written: dict, summary: dict) -
     `tasks` (set, split, path and the units, each with its asset_id and domain), `written` (path ->
     bytes and sha256) and the manifest's summary. Every writer of shards (this stage, import-pairs)
     makes its index here."""
-    sets = {name: {sp: {"assets": len({u["asset_id"] for t in tasks if (t["set"], t["split"]) == (name, sp)
-                                       for u in t["units"]}), "samples": 0, "shards": []}
-                   for sp in SPLITS} for name in SETS}
+    sets = {
+        name: {
+            sp: {
+                "assets": len(
+                    {u["asset_id"] for t in tasks if (t["set"], t["split"]) == (name, sp) for u in t["units"]}
+                ),
+                "samples": 0,
+                "shards": [],
+            }
+            for sp in SPLITS
+        }
+        for name in SETS
+    }
     for task in tasks:
         domains: dict[str, int] = {}
         for unit in task["units"]:
             domains[unit["domain"]] = domains.get(unit["domain"], 0) + 1
         entry = sets[task["set"]][task["split"]]
         entry["samples"] += len(task["units"])
-        entry["shards"].append({"path": task["path"], "samples": len(task["units"]),
-                                "domains": domains, **written[task["path"]]})
+        entry["shards"].append(
+            {"path": task["path"], "samples": len(task["units"]), "domains": domains, **written[task["path"]]}
+        )
     totals = {k: summary[k] for k in ("accepted", "rejected", "rejected_by_reason")}
-    totals.update(assets=summary["total"], shards=len(written),
-                  **{f"{name}_samples": sum(sets[name][sp]["samples"] for sp in SPLITS)
-                     for name in SETS})
+    totals.update(
+        assets=summary["total"],
+        shards=len(written),
+        **{f"{name}_samples": sum(sets[name][sp]["samples"] for sp in SPLITS) for name in SETS},
+    )
     return {"format": 1, "config": config, "sets": sets, "totals": totals}
 
 
 def print_report(index: dict) -> None:
     totals = index["totals"]
-    print(f"[shard] {totals['assets']} assets: {totals['accepted']} accepted, {totals['rejected']} "
-          f"rejected; {totals['shards']} shards in {index.get('seconds', 0):.1f}s", flush=True)
+    print(
+        f"[shard] {totals['assets']} assets: {totals['accepted']} accepted, {totals['rejected']} "
+        f"rejected; {totals['shards']} shards in {index.get('seconds', 0):.1f}s",
+        flush=True,
+    )
     for reason, n in totals["rejected_by_reason"].items():
         print(f"[shard]   rejected {n} x {reason}", flush=True)
     for sp in SPLITS:
         views, shapes = index["sets"]["views"][sp], index["sets"]["shapes"][sp]
-        print(f"[shard] {sp}: {views['assets']} assets, {views['samples']} views in "
-              f"{len(views['shards'])} shards, {shapes['samples']} shapes in "
-              f"{len(shapes['shards'])} shards", flush=True)
+        print(
+            f"[shard] {sp}: {views['assets']} assets, {views['samples']} views in "
+            f"{len(views['shards'])} shards, {shapes['samples']} shapes in "
+            f"{len(shapes['shards'])} shards",
+            flush=True,
+        )

@@ -19,14 +19,17 @@ import torch.nn.functional as F
 from hi3dgen.data import DOMAINS
 
 
-
 def _u(g, device, lo, hi, *shape):
     return lo + (hi - lo) * torch.rand(*shape, generator=g, device=device)
 
 
 def _smooth_field(g, device, n, c, size, cells):
-    return F.interpolate(torch.rand(n, c, cells, cells, generator=g, device=device), size=(size, size),
-                         mode="bicubic", align_corners=False)
+    return F.interpolate(
+        torch.rand(n, c, cells, cells, generator=g, device=device),
+        size=(size, size),
+        mode="bicubic",
+        align_corners=False,
+    )
 
 
 def _relief(g, device, n, x, y, r, domain):
@@ -52,8 +55,9 @@ def _relief(g, device, n, x, y, r, domain):
     return h + (amp * (inside / bevel).clamp(0, 1)).sum(1)
 
 
-def toy_batch(n: int, size: int, domain: str, generator: torch.Generator | None = None,
-              device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+def toy_batch(
+    n: int, size: int, domain: str, generator: torch.Generator | None = None, device: str | torch.device = "cpu"
+) -> dict[str, torch.Tensor]:
     """`n` views: image (n, 3, S, S) in [0, 1], normal (n, 3, S, S) unit inside the mask and 0
     outside, mask (n, S, S) bool."""
     if domain not in DOMAINS:
@@ -75,13 +79,17 @@ def toy_batch(n: int, size: int, domain: str, generator: torch.Generator | None 
     normal = F.normalize(torch.stack([-dh_dx, dh_drow, torch.ones_like(h)], 1), dim=1)  # dh/dy = -dh/drow
     normal = normal * mask[:, None]
 
-    light = F.normalize(torch.stack([_u(g, dev, -1, 1, n, 2), _u(g, dev, -1, 1, n, 2), _u(g, dev, 0.3, 1, n, 2)], -1), dim=-1)
+    light = F.normalize(
+        torch.stack([_u(g, dev, -1, 1, n, 2), _u(g, dev, -1, 1, n, 2), _u(g, dev, 0.3, 1, n, 2)], -1), dim=-1
+    )
     power = _u(g, dev, 0.4, 0.9, n, 2)
     lambert = torch.einsum("nchw,nlc->nlhw", normal, light).clamp(min=0)
     shade = _u(g, dev, 0.1, 0.3, n, 1, 1, 1) + (power[..., None, None] * lambert).sum(1, keepdim=True)
     base = _u(g, dev, 0.3, 0.9, n, 3, 1, 1)
     if domain == "real":
-        albedo = base * (0.7 + 0.6 * _smooth_field(g, dev, n, 1, size, 6)) + 0.1 * (_smooth_field(g, dev, n, 3, size, size // 4) - 0.5)
+        albedo = base * (0.7 + 0.6 * _smooth_field(g, dev, n, 1, size, 6)) + 0.1 * (
+            _smooth_field(g, dev, n, 3, size, size // 4) - 0.5
+        )
         half = F.normalize(light + torch.tensor([0.0, 0.0, 1.0], device=dev), dim=-1)
         spec = torch.einsum("nchw,nlc->nlhw", normal, half).clamp(min=0) ** 32
         image = albedo * shade + _u(g, dev, 0, 0.3, n, 1, 1, 1) * spec.sum(1, keepdim=True)
@@ -102,8 +110,13 @@ def toy_samples(n: int, size: int, domain: str, seed: int = 0) -> list[dict]:
     for start in range(0, n, 256):
         batch = toy_batch(min(256, n - start), size, domain, g)
         out += [
-            {"key": f"toy{domain}_{seed}_{start + i:05d}", "domain": domain, "image": batch["image"][i].numpy(),
-             "normal": batch["normal"][i].numpy(), "mask": batch["mask"][i].numpy().astype(bool)}
+            {
+                "key": f"toy{domain}_{seed}_{start + i:05d}",
+                "domain": domain,
+                "image": batch["image"][i].numpy(),
+                "normal": batch["normal"][i].numpy(),
+                "mask": batch["mask"][i].numpy().astype(bool),
+            }
             for i in range(len(batch["image"]))
         ]
     return out

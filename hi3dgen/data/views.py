@@ -82,7 +82,9 @@ def prepare_view(sample: dict, cfg: AugmentConfig, rng: np.random.Generator | No
     r = cfg.resolution
     if cfg.enabled:
         y, x, h, w = _crop_box(rng, mask, cfg)
-        image, normal, mask = resize_view(image[y : y + h, x : x + w], normal[y : y + h, x : x + w], mask[y : y + h, x : x + w], r, r)
+        image, normal, mask = resize_view(
+            image[y : y + h, x : x + w], normal[y : y + h, x : x + w], mask[y : y + h, x : x + w], r, r
+        )
         if cfg.flip and rng.random() < 0.5:
             image, normal, mask = image[:, ::-1], normal[:, ::-1] * np.array([-1, 1, 1], np.float32), mask[:, ::-1]
         image = _photometric(rng, image, cfg)
@@ -98,9 +100,18 @@ def prepare_view(sample: dict, cfg: AugmentConfig, rng: np.random.Generator | No
 class ViewBatches(Batches):
     """Batches of augmented views (`prepare_view` with `augment`)."""
 
-    def __init__(self, open_stream, batch_size: int, augment: AugmentConfig, seed: int = 0, workers: int = 0,
-                 pin_memory: bool = False):
-        super().__init__(open_stream, batch_size, functools.partial(prepare_view, cfg=augment), seed, workers, pin_memory)
+    def __init__(
+        self,
+        open_stream,
+        batch_size: int,
+        augment: AugmentConfig,
+        seed: int = 0,
+        workers: int = 0,
+        pin_memory: bool = False,
+    ):
+        super().__init__(
+            open_stream, batch_size, functools.partial(prepare_view, cfg=augment), seed, workers, pin_memory
+        )
         self.augment = augment
 
 
@@ -134,8 +145,16 @@ def train_stream(cfg: ViewDataConfig, domain: str, seed: int):
         return lambda start: ListStream(samples, seed, start, cfg.batch_size)
 
     def open_stream(start: int):
-        return view_dataset(cfg.shards, split="train", domain=domain, shuffle=True, seed=seed,
-                            resampled=True, start=start, batch_size=cfg.batch_size)
+        return view_dataset(
+            cfg.shards,
+            split="train",
+            domain=domain,
+            shuffle=True,
+            seed=seed,
+            resampled=True,
+            start=start,
+            batch_size=cfg.batch_size,
+        )
 
     open_stream(0)
     return open_stream

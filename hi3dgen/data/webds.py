@@ -36,7 +36,6 @@ from hi3dgen.data import DOMAIN_FILTERS, codec
 from hi3dgen.data.shards import INDEX, SPLITS
 
 
-
 def load_index(shard_dir: str | os.PathLike) -> dict:
     path = Path(shard_dir) / INDEX
     if not path.exists():
@@ -50,8 +49,9 @@ def worker_skip(start: int, batch_size: int, worker: int, num_workers: int) -> i
     if num_workers <= 1:
         return start
     if start % batch_size:
-        raise ValueError(f"start={start} must be a multiple of batch_size={batch_size} with "
-                         f"{num_workers} DataLoader workers")
+        raise ValueError(
+            f"start={start} must be a multiple of batch_size={batch_size} with {num_workers} DataLoader workers"
+        )
     batches = start // batch_size
     return max(0, -(-(batches - worker) // num_workers)) * batch_size
 
@@ -123,9 +123,21 @@ class ShardStream(torch.utils.data.IterableDataset):
     `num_samples`: samples of the requested domain in the split (all ranks and workers together).
     """
 
-    def __init__(self, shard_dir, set_name: str, split: str, domain: str, decode, *,
-                 shuffle: bool, seed: int, resampled: bool, start: int, batch_size: int,
-                 shuffle_buffer: int):
+    def __init__(
+        self,
+        shard_dir,
+        set_name: str,
+        split: str,
+        domain: str,
+        decode,
+        *,
+        shuffle: bool,
+        seed: int,
+        resampled: bool,
+        start: int,
+        batch_size: int,
+        shuffle_buffer: int,
+    ):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
         if domain not in DOMAIN_FILTERS:
@@ -149,8 +161,10 @@ class ShardStream(torch.utils.data.IterableDataset):
         self.num_samples = sum(n for _, n in self.shards)
         if not self.num_samples:
             have = ", ".join(f"{d} ({n} samples)" for d, n in sorted(counts.items())) or "none"
-            raise ValueError(f"no {set_name[:-1]} samples of domain {domain!r} in split {split!r} of "
-                             f"{shard_dir}; domains there: {have}")
+            raise ValueError(
+                f"no {set_name[:-1]} samples of domain {domain!r} in split {split!r} of "
+                f"{shard_dir}; domains there: {have}"
+            )
         self.set_name, self.split, self.domain, self.decode = set_name, split, domain, decode
         self.shuffle, self.seed, self.resampled = shuffle, seed, resampled
         self.start, self.batch_size, self.shuffle_buffer = start, batch_size, shuffle_buffer
@@ -168,7 +182,8 @@ class ShardStream(torch.utils.data.IterableDataset):
         return ValueError(
             f"shard {path} {problem}: {INDEX} records {s['bytes']} bytes, {s['samples']} samples, sha256 "
             f"{s['sha256']}. Write the shards again with the command that made them (`hi3dgen shard "
-            f"--in RENDER --out {self.shard_dir}` or `hi3dgen import-pairs`), or restore them (`dvc checkout`)")
+            f"--in RENDER --out {self.shard_dir}` or `hi3dgen import-pairs`), or restore them (`dvc checkout`)"
+        )
 
     def _read(self, path: str):
         """The samples of one shard, all of those shards.json records."""
@@ -186,8 +201,10 @@ class ShardStream(torch.utils.data.IterableDataset):
         try:
             return self.decode(sample)
         except (KeyError, ValueError) as exc:  # a member missing or torn
-            raise self._broken(sample["__url__"], f"has a sample {sample['__key__']!r} that cannot be decoded "
-                                                  f"({type(exc).__name__}: {exc})") from None
+            raise self._broken(
+                sample["__url__"],
+                f"has a sample {sample['__key__']!r} that cannot be decoded ({type(exc).__name__}: {exc})",
+            ) from None
 
     def _samples(self, shards: list[tuple[str, int]], epoch: int, stream: str):
         samples = itertools.chain.from_iterable(self._read(path) for path, _ in shards)
@@ -209,7 +226,8 @@ class ShardStream(torch.utils.data.IterableDataset):
                 raise ValueError(
                     f"rank {rank} worker {worker} got no {self.split} shards of domain "
                     f"{self.domain!r}: {len(self.shards)} shards for {world * workers} streams; "
-                    "write smaller shards (hi3dgen shard --samples-per-shard) or use fewer workers")
+                    "write smaller shards (hi3dgen shard --samples-per-shard) or use fewer workers"
+                )
             if skip < length or not self.resampled:
                 break
             skip, epoch = skip - length, epoch + 1
@@ -222,20 +240,58 @@ class ShardStream(torch.utils.data.IterableDataset):
             skip, epoch = 0, epoch + 1
 
 
-def view_dataset(shard_dir: str | os.PathLike, split: str = "train", domain: str = "any", *,
-                 shuffle: bool = False, seed: int = 0, resampled: bool = False, start: int = 0,
-                 batch_size: int = 1, shuffle_buffer: int = 128) -> ShardStream:
+def view_dataset(
+    shard_dir: str | os.PathLike,
+    split: str = "train",
+    domain: str = "any",
+    *,
+    shuffle: bool = False,
+    seed: int = 0,
+    resampled: bool = False,
+    start: int = 0,
+    batch_size: int = 1,
+    shuffle_buffer: int = 128,
+) -> ShardStream:
     """View samples (see `decode_view` for the keys). `resampled=True`: an endless stream, each
     epoch reshuffled; `start`: the data position to resume from (module docstring)."""
-    return ShardStream(shard_dir, "views", split, domain, decode_view, shuffle=shuffle, seed=seed,
-                       resampled=resampled, start=start, batch_size=batch_size,
-                       shuffle_buffer=shuffle_buffer)
+    return ShardStream(
+        shard_dir,
+        "views",
+        split,
+        domain,
+        decode_view,
+        shuffle=shuffle,
+        seed=seed,
+        resampled=resampled,
+        start=start,
+        batch_size=batch_size,
+        shuffle_buffer=shuffle_buffer,
+    )
 
 
-def shape_dataset(shard_dir: str | os.PathLike, split: str = "train", domain: str = "any", *,
-                  shuffle: bool = False, seed: int = 0, resampled: bool = False, start: int = 0,
-                  batch_size: int = 1, shuffle_buffer: int = 16) -> ShardStream:
+def shape_dataset(
+    shard_dir: str | os.PathLike,
+    split: str = "train",
+    domain: str = "any",
+    *,
+    shuffle: bool = False,
+    seed: int = 0,
+    resampled: bool = False,
+    start: int = 0,
+    batch_size: int = 1,
+    shuffle_buffer: int = 16,
+) -> ShardStream:
     """Shape samples (see `decode_shape` for the keys), with the same options as `view_dataset`."""
-    return ShardStream(shard_dir, "shapes", split, domain, decode_shape, shuffle=shuffle, seed=seed,
-                       resampled=resampled, start=start, batch_size=batch_size,
-                       shuffle_buffer=shuffle_buffer)
+    return ShardStream(
+        shard_dir,
+        "shapes",
+        split,
+        domain,
+        decode_shape,
+        shuffle=shuffle,
+        seed=seed,
+        resampled=resampled,
+        start=start,
+        batch_size=batch_size,
+        shuffle_buffer=shuffle_buffer,
+    )

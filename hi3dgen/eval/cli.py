@@ -20,8 +20,13 @@ def register(subparsers) -> None:
     add_inference_args(p)
     p.set_defaults(func=_eval_nirne)
 
-    p = add_nested_command(subparsers, "eval", "norld", help="generate from ground-truth normal maps of shape shards "
-                                                           "and score Chamfer, F-score, normal consistency, NE/SNE")
+    p = add_nested_command(
+        subparsers,
+        "eval",
+        "norld",
+        help="generate from ground-truth normal maps of shape shards "
+        "and score Chamfer, F-score, normal consistency, NE/SNE",
+    )
     p.add_argument("--norld", required=True)
     p.add_argument("--vae", required=True)
     p.add_argument("--data", required=True, help="a shape shard dir, or `toy`")
@@ -35,20 +40,35 @@ def register(subparsers) -> None:
 def _eval_nirne(args) -> int:
     from hi3dgen.eval.nirne import evaluate_checkpoint
 
-    result = evaluate_checkpoint(args.checkpoint, args.data, args.out, split=args.split, domain=args.domain,
-                                 device=args.device, max_side=args.max_side, limit=args.limit, use_ema=not args.no_ema)
+    result = evaluate_checkpoint(
+        args.checkpoint,
+        args.data,
+        args.out,
+        split=args.split,
+        domain=args.domain,
+        device=args.device,
+        max_side=args.max_side,
+        limit=args.limit,
+        use_ema=not args.no_ema,
+    )
     print(json.dumps(result, indent=2))
     return 0
 
 
 def _eval_norld(args) -> int:
-    from hi3dgen.geometry.mesh_extract import ExtractConfig
     from hi3dgen.eval.norld import SampleConfig, evaluate_checkpoints
+    from hi3dgen.geometry.mesh_extract import ExtractConfig
 
-    result = evaluate_checkpoints(args.norld, args.vae, args.data, args.out, split=args.split, limit=args.limit,
-                                  sample=SampleConfig(args.steps, args.guidance, args.seed),
-                                  extract=ExtractConfig(resolution=args.grid), device=args.device)
+    result = evaluate_checkpoints(
+        args.norld,
+        args.vae,
+        args.data,
+        args.out,
+        split=args.split,
+        limit=args.limit,
+        sample=SampleConfig(args.steps, args.guidance, args.seed),
+        extract=ExtractConfig(resolution=args.grid),
+        device=args.device,
+    )
     print(json.dumps(result, indent=2))
     return 0
-
-

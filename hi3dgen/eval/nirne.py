@@ -7,16 +7,21 @@ import os
 from collections.abc import Iterable
 
 from hi3dgen import io
-from hi3dgen.eval.normals import NormalMetrics, NormalMetricsConfig
-from hi3dgen.models.nirne import NiRNE
 from hi3dgen.data.views import ViewDataConfig, eval_views
 from hi3dgen.device import resolve_device
+from hi3dgen.eval.normals import NormalMetrics, NormalMetricsConfig
 from hi3dgen.inference.checkpoints import load_nirne
 from hi3dgen.inference.predict import Predictor, predict_image
+from hi3dgen.models.nirne import NiRNE
 
 
-def evaluate_views(model: NiRNE, views: Iterable[dict], cfg: NormalMetricsConfig | None = None,
-                   max_side: int | None = 1024, limit: int | None = None) -> dict[str, float]:
+def evaluate_views(
+    model: NiRNE,
+    views: Iterable[dict],
+    cfg: NormalMetricsConfig | None = None,
+    max_side: int | None = 1024,
+    limit: int | None = None,
+) -> dict[str, float]:
     metrics = NormalMetrics(cfg)
     predictor = Predictor(model)
     for i, view in enumerate(views):
@@ -31,14 +36,24 @@ def evaluate_views(model: NiRNE, views: Iterable[dict], cfg: NormalMetricsConfig
     return metrics.result()
 
 
-def evaluate_checkpoint(checkpoint: str, data: str, out: str | os.PathLike | None = None, split: str = "val",
-                        domain: str = "any", device: str = "auto", max_side: int | None = 1024,
-                        limit: int | None = None, use_ema: bool = True) -> dict:
+def evaluate_checkpoint(
+    checkpoint: str,
+    data: str,
+    out: str | os.PathLike | None = None,
+    split: str = "val",
+    domain: str = "any",
+    device: str = "auto",
+    max_side: int | None = 1024,
+    limit: int | None = None,
+    use_ema: bool = True,
+) -> dict:
     """Metrics of `checkpoint` on `data` (a shard dir or `toy`) and what they were measured on; the
     metrics alone are written to `out` as JSON when given (numbers only, so a DVC metrics file is the
     same in every clone and `dvc metrics diff` compares runs)."""
     model = load_nirne(checkpoint, resolve_device(device), use_ema)
-    result = evaluate_views(model, eval_views(ViewDataConfig(shards=data), split, domain), max_side=max_side, limit=limit)
+    result = evaluate_views(
+        model, eval_views(ViewDataConfig(shards=data), split, domain), max_side=max_side, limit=limit
+    )
     result = io.nan_to_none(result)
     if out is not None:
         io.write_json(out, result)

@@ -36,16 +36,24 @@ def condition_of(samples: list[dict], size: int, device) -> torch.Tensor:
     return torch.from_numpy(np.stack([resample_views(s, np.arange(1), size)["normals"][0] for s in samples])).to(device)
 
 
-def generate_meshes(model: NoRLD, vae: ShapeVAE, samples: list[dict], sample: SampleConfig,
-                    extract: ExtractConfig, device) -> list:
+def generate_meshes(
+    model: NoRLD, vae: ShapeVAE, samples: list[dict], sample: SampleConfig, extract: ExtractConfig, device
+) -> list:
     g = torch.Generator(device).manual_seed(sample.seed)
     z = model.sample(condition_of(samples, model.cfg.image_size, device), sample.steps, sample.guidance, generator=g)
     with torch.no_grad():
         return vae.extract_meshes(z, extract)
 
 
-def evaluate_generation(model: NoRLD, vae: ShapeVAE, samples: list[dict], sample: SampleConfig,
-                        extract: ExtractConfig, metrics: NormalMetricsConfig, device) -> dict[str, float]:
+def evaluate_generation(
+    model: NoRLD,
+    vae: ShapeVAE,
+    samples: list[dict],
+    sample: SampleConfig,
+    extract: ExtractConfig,
+    metrics: NormalMetricsConfig,
+    device,
+) -> dict[str, float]:
     """Generate from each sample's first ground-truth normal map; Chamfer, F-score and normal
     consistency against its surface, and NE/SNE of the mesh's rendered normals against all of its
     ground-truth views (an empty mesh renders as background: its views count as 90° off)."""
@@ -64,17 +72,32 @@ def evaluate_generation(model: NoRLD, vae: ShapeVAE, samples: list[dict], sample
     return {**mean_metrics(rows), "NE": normals["NE"], "SNE": normals["SNE"]}
 
 
-def evaluate_checkpoints(norld_path: str, vae_path: str, data: str, out: str | os.PathLike | None = None,
-                         split: str = "val", limit: int = 64, sample: SampleConfig | None = None,
-                         extract: ExtractConfig | None = None, device: str = "auto") -> dict:
+def evaluate_checkpoints(
+    norld_path: str,
+    vae_path: str,
+    data: str,
+    out: str | os.PathLike | None = None,
+    split: str = "val",
+    limit: int = 64,
+    sample: SampleConfig | None = None,
+    extract: ExtractConfig | None = None,
+    device: str = "auto",
+) -> dict:
     """`evaluate_generation` of saved models on the first `limit` shapes of a split of `data` (a
     shape shard dir or `toy`) and what it was measured on; the figures alone are written to `out` as
     JSON when given (numbers only: a DVC metrics file that `dvc metrics diff` compares across clones)."""
     dev = resolve_device(device)
     model, vae = load_norld(norld_path, dev), load_vae(vae_path, dev)
     samples = shape_set(ShapeDataConfig(shards=data, val_shapes=limit), split=split)
-    result = evaluate_generation(model, vae, samples, sample or SampleConfig(), extract or ExtractConfig(resolution=129),
-                                 NormalMetricsConfig(), dev)
+    result = evaluate_generation(
+        model,
+        vae,
+        samples,
+        sample or SampleConfig(),
+        extract or ExtractConfig(resolution=129),
+        NormalMetricsConfig(),
+        dev,
+    )
     result = {**io.nan_to_none(result), "shapes": len(samples)}
     if out is not None:
         io.write_json(out, result)

@@ -95,8 +95,14 @@ class NormalMetrics:
         self.images += 1
 
     def result(self) -> dict[str, float]:
-        out = {"NE": self.all.mean(), "SNE": self.sharp.mean(), "median": self.all.median(),
-               "images": self.images, "pixels": self.all.count, "sharp_pixels": self.sharp.count}
+        out = {
+            "NE": self.all.mean(),
+            "SNE": self.sharp.mean(),
+            "median": self.all.median(),
+            "images": self.images,
+            "pixels": self.all.count,
+            "sharp_pixels": self.sharp.count,
+        }
         for t in THRESHOLDS:
             out[f"pct_{t:g}"] = 100.0 * self.all.share_below(t)
         return out

@@ -38,8 +38,9 @@ def normals_grid(rendered: list, samples: list[dict], views: int) -> np.ndarray:
             if maps is None:
                 tiles.append(np.zeros_like(tiles[-1]))
             else:
-                tiles.append(project_tracking.normal_to_rgb(maps.normal[v].detach().cpu().numpy(),
-                                                            maps.mask[v].cpu().numpy()))
+                tiles.append(
+                    project_tracking.normal_to_rgb(maps.normal[v].detach().cpu().numpy(), maps.mask[v].cpu().numpy())
+                )
     return project_tracking.grid(tiles, cols=2 * views)
 
 

@@ -9,8 +9,13 @@ def register(sub) -> None:
     from hi3dgen.parallel import add_executor_args
 
     p = sub.add_parser("filter", help="measure assets and keep those that pass the thresholds")
-    p.add_argument("--in", dest="inputs", action="append", required=True,
-                   help="a stage output folder with manifest.jsonl (repeatable)")
+    p.add_argument(
+        "--in",
+        dest="inputs",
+        action="append",
+        required=True,
+        help="a stage output folder with manifest.jsonl (repeatable)",
+    )
     p.add_argument("--out", required=True)
     add_config_args(p, FilterConfig)
     add_executor_args(p)

@@ -68,15 +68,24 @@ def verdict(metrics: dict, cfg: FilterConfig) -> str | None:
     checks = [
         (metrics["faces"] < cfg.min_faces, "too_few_faces", f"{metrics['faces']} < {cfg.min_faces}"),
         (metrics["faces"] > cfg.max_faces, "too_many_faces", f"{metrics['faces']} > {cfg.max_faces}"),
-        (metrics["components"] > cfg.max_components, "too_many_components",
-         f"{metrics['components']} > {cfg.max_components}"),
+        (
+            metrics["components"] > cfg.max_components,
+            "too_many_components",
+            f"{metrics['components']} > {cfg.max_components}",
+        ),
         (cfg.require_watertight and not metrics["watertight"], "not_watertight", ""),
-        (metrics["sharp_edges"] < cfg.min_sharp_edges, "too_few_sharp_edges",
-         f"{metrics['sharp_edges']} < {cfg.min_sharp_edges}"),
+        (
+            metrics["sharp_edges"] < cfg.min_sharp_edges,
+            "too_few_sharp_edges",
+            f"{metrics['sharp_edges']} < {cfg.min_sharp_edges}",
+        ),
         (metrics["min_extent"] < cfg.min_extent, "flat", f"shortest side {metrics['min_extent']:.4f}"),
         (metrics["aspect"] > cfg.max_aspect, "elongated", f"aspect {metrics['aspect']:.1f}"),
-        (metrics["thickness"] is not None and metrics["thickness"] < cfg.min_thickness, "thin",
-         f"thickness {metrics['thickness']}"),
+        (
+            metrics["thickness"] is not None and metrics["thickness"] < cfg.min_thickness,
+            "thin",
+            f"thickness {metrics['thickness']}",
+        ),
     ]
     for failed, reason, detail in checks:
         if failed:

@@ -50,7 +50,7 @@ def grid_points(resolution: int, bound: float, device=None) -> torch.Tensor:
 
 
 def _evaluate(fn: SDFFn, pts: torch.Tensor, chunk: int) -> torch.Tensor:
-    return torch.cat([fn(pts[s:s + chunk]) for s in range(0, len(pts), chunk)]) if len(pts) else pts.new_zeros(0)
+    return torch.cat([fn(pts[s : s + chunk]) for s in range(0, len(pts), chunk)]) if len(pts) else pts.new_zeros(0)
 
 
 @torch.no_grad()
@@ -89,7 +89,6 @@ def extract(fn: SDFFn, cfg: ExtractConfig, device=None, grid: torch.Tensor | Non
     inputs; None when the grid holds no surface. `grid` reuses SDF values computed before."""
     from skimage.measure import marching_cubes
 
-    r = cfg.resolution
     if grid is None:
         with record_function("extract.sdf_grid"):
             grid = sdf_grid(fn, cfg, device)
@@ -114,10 +113,10 @@ def _refine(fn: SDFFn, cfg: ExtractConfig, device, idx_verts: np.ndarray, faces:
     f = _evaluate(fn, ends, cfg.chunk)
     f = f if f.dtype == torch.float64 else f.float()  # vertices in float32, or float64 for a float64 SDF
     ends = ends.to(f.dtype)
-    fa, fb = f[: len(a)], f[len(a):]
+    fa, fb = f[: len(a)], f[len(a) :]
     den = fa - fb
     den = torch.where(den.abs() < 1e-12, torch.full_like(den, 1e-12), den)
     t = (fa / den).clamp(0.0, 1.0)[:, None]
-    pa, pb = ends[: len(a)], ends[len(a):]
+    pa, pb = ends[: len(a)], ends[len(a) :]
     vertices = pa + t * (pb - pa)
     return Mesh(vertices, torch.from_numpy(faces.astype(np.int64)).to(device))

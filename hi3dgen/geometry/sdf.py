@@ -82,8 +82,9 @@ class MeshSDF:
 
     def distance(self, points: np.ndarray) -> np.ndarray:
         """Exact unsigned distance from each point (P, 3) to the surface."""
-        return np.sqrt(_in_spatial_order(lambda p: self._aabb.squared_distance(self.vertices, self.faces, p)[0],
-                                         points))
+        return np.sqrt(
+            _in_spatial_order(lambda p: self._aabb.squared_distance(self.vertices, self.faces, p)[0], points)
+        )
 
     def winding_number(self, points: np.ndarray) -> np.ndarray:
         """Generalized winding number: ~1 inside a closed outward-facing surface, ~0 outside."""
@@ -130,7 +131,7 @@ def shape_samples(
     queries.append(rng.uniform(-UNIFORM_BOUND, UNIFORM_BOUND, (n_uniform, 3)))
     queries = np.concatenate(queries)
     sdf = MeshSDF(mesh).signed_distance(queries)
-    uniform = sdf[len(sdf) - n_uniform:]
+    uniform = sdf[len(sdf) - n_uniform :]
     return {
         "surface": surface,
         "sdf": np.concatenate([queries, sdf[:, None]], axis=1).astype(np.float32),

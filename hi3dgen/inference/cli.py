@@ -31,23 +31,33 @@ def add_sampling_args(p: argparse.ArgumentParser) -> None:
 def register(subparsers) -> None:
     p = subparsers.add_parser("predict-normal", help="NiRNE normal maps for images (16-bit PNG + preview)")
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--out", required=True,
-                   help="folder for <name>.normal.png and <name>.preview.png (name: the image's path "
-                        "relative to the images' common folder, without its suffix)")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="folder for <name>.normal.png and <name>.preview.png (name: the image's path "
+        "relative to the images' common folder, without its suffix)",
+    )
     p.add_argument("images", nargs="+")
     add_inference_args(p)
     add_image_args(p)
     p.set_defaults(func=_predict)
 
     p = subparsers.add_parser("generate", help="image -> NiRNE normal map -> NoRLD -> mesh (GLB)")
-    p.add_argument("--from-run", metavar="RUN_ID",
-                   help="the models registered by an MLflow run (a `hi3dgen run` or its stages) instead of paths")
+    p.add_argument(
+        "--from-run",
+        metavar="RUN_ID",
+        help="the models registered by an MLflow run (a `hi3dgen run` or its stages) instead of paths",
+    )
     p.add_argument("--nirne", help="NiRNE checkpoint (RUN/model.pt or RUN/checkpoints/last.pt)")
     p.add_argument("--vae", help="shape VAE (RUN/model.pt)")
     p.add_argument("--norld", help="NoRLD (RUN/model.pt)")
-    p.add_argument("--out", required=True, help="mesh.glb for one image, else a folder for <name>.glb (each with "
-                                                "<name>.normal.png and <name>.preview.png; with --from-run, "
-                                                "also in that run's artifacts)")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="mesh.glb for one image, else a folder for <name>.glb (each with "
+        "<name>.normal.png and <name>.preview.png; with --from-run, "
+        "also in that run's artifacts)",
+    )
     p.add_argument("images", nargs="+", help="image files or folders of images")
     add_sampling_args(p)
     add_image_args(p)
@@ -61,8 +71,9 @@ def _predict(args) -> int:
     from hi3dgen.inference.predict import predict_files
 
     model = load_nirne(args.checkpoint, resolve_device(args.device), use_ema=not args.no_ema)
-    results = predict_files(model, args.images, args.out, args.max_side, max_pixels=args.max_pixels or MAX_PIXELS,
-                            overwrite=args.overwrite)
+    results = predict_files(
+        model, args.images, args.out, args.max_side, max_pixels=args.max_pixels or MAX_PIXELS, overwrite=args.overwrite
+    )
     return report_files("predict-normal", results)
 
 
@@ -88,22 +99,30 @@ def _model_paths(args) -> tuple[str, str, str]:
         paths = {kind: path or registered.get(kind) for kind, path in paths.items()}
     missing = ", ".join(kind for kind, path in paths.items() if not path)
     if missing and args.from_run:
-        raise SystemExit(f"hi3dgen generate: run {args.from_run} and its child runs registered no {missing} model; "
-                         "give it with --nirne / --vae / --norld")
+        raise SystemExit(
+            f"hi3dgen generate: run {args.from_run} and its child runs registered no {missing} model; "
+            "give it with --nirne / --vae / --norld"
+        )
     if missing:
         raise SystemExit(f"hi3dgen generate: no {missing} model: give --from-run RUN_ID or --nirne / --vae / --norld")
     return paths["nirne"], paths["shape_vae"], paths["norld"]
 
 
 def _generate(args) -> int:
-    from hi3dgen.inference.generate import GenerateConfig, Generator, generate_files
     from hi3dgen.geometry.mesh_extract import ExtractConfig
+    from hi3dgen.inference.generate import GenerateConfig, Generator, generate_files
 
     coarse = (args.grid - 1) // 4 + 1 if (args.grid - 1) % 4 == 0 and args.grid > 33 else 0
-    cfg = GenerateConfig(steps=args.steps, guidance=args.guidance, seed=args.seed, device=args.device,
-                         extract=ExtractConfig(resolution=args.grid, coarse=coarse))
+    cfg = GenerateConfig(
+        steps=args.steps,
+        guidance=args.guidance,
+        seed=args.seed,
+        device=args.device,
+        extract=ExtractConfig(resolution=args.grid, coarse=coarse),
+    )
     if args.max_pixels:
         cfg.max_pixels = args.max_pixels
     gen = Generator.load(*_model_paths(args), cfg)
-    return report_files("generate", generate_files(gen, args.images, args.out, overwrite=args.overwrite,
-                                                   run_id=args.from_run))
+    return report_files(
+        "generate", generate_files(gen, args.images, args.out, overwrite=args.overwrite, run_id=args.from_run)
+    )

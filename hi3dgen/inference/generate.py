@@ -45,8 +45,8 @@ def square_crop(normal: np.ndarray, fg: np.ndarray, margin: float) -> np.ndarray
     side = max(1, int(np.ceil(2 * half)))
     out = np.zeros((side, side, 3), np.float32)
     y0, x0 = int(round(cy - side / 2)), int(round(cx - side / 2))
-    src = (normal * fg[..., None])[max(0, y0):y0 + side, max(0, x0):x0 + side]
-    out[max(0, -y0):max(0, -y0) + src.shape[0], max(0, -x0):max(0, -x0) + src.shape[1]] = src
+    src = (normal * fg[..., None])[max(0, y0) : y0 + side, max(0, x0) : x0 + side]
+    out[max(0, -y0) : max(0, -y0) + src.shape[0], max(0, -x0) : max(0, -x0) + src.shape[1]] = src
     return out
 
 
@@ -121,7 +121,7 @@ def preview(rgb: np.ndarray, fg: np.ndarray, normal: np.ndarray, mesh, views: in
         h, w = img.shape[:2]
         side = max(h, w)
         out = np.zeros((side, side, 3), np.uint8)
-        out[(side - h) // 2:(side - h) // 2 + h, (side - w) // 2:(side - w) // 2 + w] = img
+        out[(side - h) // 2 : (side - h) // 2 + h, (side - w) // 2 : (side - w) // 2 + w] = img
         return cv2.resize(out, (size, size), interpolation=cv2.INTER_AREA)
 
     image = (np.clip(rgb, 0, 1) * fg[..., None] * 255).round().astype(np.uint8)
@@ -140,8 +140,9 @@ def image_paths(inputs: list[str]) -> list[Path]:
     return out
 
 
-def generate_files(gen: Generator, inputs: list[str], out: str | os.PathLike, overwrite: bool = False,
-                   run_id: str | None = None) -> list[tuple[str, str, str | None]]:
+def generate_files(
+    gen: Generator, inputs: list[str], out: str | os.PathLike, overwrite: bool = False, run_id: str | None = None
+) -> list[tuple[str, str, str | None]]:
     """Writes OUT (one image: a .glb path) or OUT/<name>.glb (several, or a folder; names as
     `predict.output_names`), each with <name>.normal.png and <name>.preview.png beside it, also
     logged to the MLflow run `run_id` when given (under `generate/`); returns (input, mesh, error or

@@ -111,8 +111,14 @@ def claim_outputs(targets: list[list[Path]], overwrite: bool = False) -> list[st
     return problems
 
 
-def predict_files(model: NiRNE, paths: list[str], out_dir: str | os.PathLike, max_side: int | None = 1024,
-                  max_pixels: int = MAX_PIXELS, overwrite: bool = False) -> list[tuple[str, str, str | None]]:
+def predict_files(
+    model: NiRNE,
+    paths: list[str],
+    out_dir: str | os.PathLike,
+    max_side: int | None = 1024,
+    max_pixels: int = MAX_PIXELS,
+    overwrite: bool = False,
+) -> list[tuple[str, str, str | None]]:
     """Writes OUT/<name>.normal.png (16-bit, background 0 where alpha is 0) and OUT/<name>.preview.png
     (names: `output_names`); returns (input, normal map, error or None) per input."""
     out_dir = Path(out_dir)

@@ -97,7 +97,9 @@ class UNetEncoder(nn.Module):
     def __init__(self, in_ch: int, width: int, mults: tuple[int, ...], blocks: int, patch: int, emb_dim: int = 0):
         super().__init__()
         chans = level_channels(width, mults)
-        self.stem = nn.Conv2d(in_ch, chans[0], patch, stride=patch) if patch > 1 else nn.Conv2d(in_ch, chans[0], 3, padding=1)
+        self.stem = (
+            nn.Conv2d(in_ch, chans[0], patch, stride=patch) if patch > 1 else nn.Conv2d(in_ch, chans[0], 3, padding=1)
+        )
         self.levels = nn.ModuleList()
         self.downs = nn.ModuleList()
         c = chans[0]
@@ -123,8 +125,17 @@ class UNetDecoder(nn.Module):
     """Consumes an encoder's feature list (deepest first) with skip concatenations; the head returns
     to full resolution through a pixel shuffle and refines there with the input image beside it."""
 
-    def __init__(self, out_ch: int, width: int, mults: tuple[int, ...], blocks: int, patch: int,
-                 emb_dim: int = 0, image_ch: int = 3, head_ch: int = 16):
+    def __init__(
+        self,
+        out_ch: int,
+        width: int,
+        mults: tuple[int, ...],
+        blocks: int,
+        patch: int,
+        emb_dim: int = 0,
+        image_ch: int = 3,
+        head_ch: int = 16,
+    ):
         super().__init__()
         chans = level_channels(width, mults)
         self.levels = nn.ModuleList()

@@ -134,7 +134,9 @@ class NiRNE(nn.Module):
         eps = torch.randn(image.shape, device=image.device, dtype=image.dtype, generator=generator)
         return t, eps
 
-    def forward(self, image: torch.Tensor, t: torch.Tensor | None = None, eps: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, image: torch.Tensor, t: torch.Tensor | None = None, eps: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """image (B, 3, H, W) in [0, 1] -> unit normals (B, 3, H, W). Noise goes in only when `eps` is given."""
         x = image * 2 - 1
         if t is None:
@@ -148,7 +150,9 @@ class NiRNE(nn.Module):
         return F.normalize(out.float(), dim=1, eps=1e-6)
 
     @torch.no_grad()
-    def predict(self, image: torch.Tensor, noise_level: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+    def predict(
+        self, image: torch.Tensor, noise_level: float = 0.0, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """Normals for images of any size: pad to a multiple of the stride (at least two strides, so
         the bottleneck's norms see more than one value), run, crop back. `noise_level` > 0 injects
         noise at that level (off by default, so outputs are deterministic)."""
@@ -172,7 +176,7 @@ def load_stream_weights(stream: nn.Module, path: str | Path, prefix: str) -> Non
     state = torch.load(path, map_location="cpu", weights_only=True)
     state = state.get("model", state)
     if any(k.startswith(prefix) for k in state):
-        state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     missing, unexpected = stream.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise ValueError(

@@ -112,8 +112,9 @@ class NoRLD(nn.Module):
     def null_condition(self, batch: int) -> torch.Tensor:
         return self.null_cond[None].expand(batch, -1, -1)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, normal: torch.Tensor,
-                drop: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, t: torch.Tensor, normal: torch.Tensor, drop: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Velocity (B, L, C) at x_t (B, L, C), t (B,) for condition normal maps (B, 3, H, W), the
         whole network in one call (what DDP and torch.compile wrap)."""
         return self.velocity(x, t, self.condition(normal, drop))
@@ -133,8 +134,9 @@ class NoRLD(nn.Module):
         return torch.sigmoid(self.cfg.t_mean + self.cfg.t_std * n)
 
     @torch.no_grad()
-    def sample(self, normal: torch.Tensor, steps: int = 25, guidance: float = 3.0,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(
+        self, normal: torch.Tensor, steps: int = 25, guidance: float = 3.0, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """Denormalized latents (B, L, C) for condition normal maps (B, 3, H, W): Euler from t = 1
         to 0 with classifier-free guidance v = v_null + g (v_cond - v_null) (g = 1: no guidance)."""
         b = normal.shape[0]

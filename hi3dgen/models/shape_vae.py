@@ -42,10 +42,12 @@ class ShapeVAEConfig:
 
 
 PRESETS = {
-    "tiny": ShapeVAEConfig(num_latents=32, latent_dim=8, width=64, heads=4, enc_layers=1, dec_layers=2,
-                           num_freqs=6, num_points=512),
-    "small": ShapeVAEConfig(num_latents=64, latent_dim=8, width=192, heads=6, enc_layers=1, dec_layers=4,
-                            num_points=2048),
+    "tiny": ShapeVAEConfig(
+        num_latents=32, latent_dim=8, width=64, heads=4, enc_layers=1, dec_layers=2, num_freqs=6, num_points=512
+    ),
+    "small": ShapeVAEConfig(
+        num_latents=64, latent_dim=8, width=192, heads=6, enc_layers=1, dec_layers=4, num_points=2048
+    ),
     "base": ShapeVAEConfig(),
 }
 
@@ -100,8 +102,7 @@ class Block(nn.Module):
     adaptive LayerNorm (DiT's adaLN-zero) lets a vector (timestep) scale, shift and gate each
     branch; the gates start at zero so a new block begins as the identity."""
 
-    def __init__(self, dim: int, heads: int, context_dim: int | None = None, cond_dim: int = 0,
-                 self_attn: bool = True):
+    def __init__(self, dim: int, heads: int, context_dim: int | None = None, cond_dim: int = 0, self_attn: bool = True):
         super().__init__()
         affine = cond_dim == 0
         self.attn = Attention(dim, heads) if self_attn else None
@@ -117,8 +118,9 @@ class Block(nn.Module):
             nn.init.zeros_(self.ada.weight)
             nn.init.zeros_(self.ada.bias)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None,
-                cond: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, context: torch.Tensor | None = None, cond: torch.Tensor | None = None
+    ) -> torch.Tensor:
         if self.ada is not None:
             s1, b1, g1, s2, b2, g2 = self.ada(F.silu(cond))[:, None].chunk(6, dim=-1)
         else:
@@ -188,7 +190,7 @@ class ShapeVAE(nn.Module):
 
     def query_chunked(self, tokens: torch.Tensor, xyz: torch.Tensor, chunk: int = 65536) -> torch.Tensor:
         """`query` in chunks of points, for dense grids."""
-        return torch.cat([self.query(tokens, xyz[:, s:s + chunk]) for s in range(0, xyz.shape[1], chunk)], dim=1)
+        return torch.cat([self.query(tokens, xyz[:, s : s + chunk]) for s in range(0, xyz.shape[1], chunk)], dim=1)
 
     def forward(self, surface: torch.Tensor, xyz: torch.Tensor, sample: bool = True) -> tuple[torch.Tensor, Posterior]:
         post = self.encode(surface)
@@ -202,7 +204,7 @@ class ShapeVAE(nn.Module):
     def extract_meshes(self, z: torch.Tensor, cfg: ExtractConfig) -> list[Mesh | None]:
         """Meshes of latents (B, L, C) with vertices differentiable in z (None: no surface)."""
         tokens = self.decode(z)
-        return [extract(self.sdf_fn(tokens[i:i + 1]), cfg, device=z.device) for i in range(len(z))]
+        return [extract(self.sdf_fn(tokens[i : i + 1]), cfg, device=z.device) for i in range(len(z))]
 
 
 def vae_loss(cfg: ShapeVAEConfig, pred: torch.Tensor, post: Posterior, sdf: torch.Tensor) -> tuple[torch.Tensor, dict]:

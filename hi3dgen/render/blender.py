@@ -18,13 +18,18 @@ import tempfile
 import numpy as np
 import trimesh
 
-from hi3dgen.render.backend import View, version
 from hi3dgen.data.cameras import Camera
+from hi3dgen.render.backend import View, version
 
 RGB_SAMPLES = 32
 # procedural texture node -> its scalar output
-TEXTURES = {"ShaderNodeTexNoise": "Fac", "ShaderNodeTexVoronoi": "Distance",
-            "ShaderNodeTexWave": "Fac", "ShaderNodeTexChecker": "Fac", "ShaderNodeTexMagic": "Fac"}
+TEXTURES = {
+    "ShaderNodeTexNoise": "Fac",
+    "ShaderNodeTexVoronoi": "Distance",
+    "ShaderNodeTexWave": "Fac",
+    "ShaderNodeTexChecker": "Fac",
+    "ShaderNodeTexMagic": "Fac",
+}
 
 
 def _import_bpy():
@@ -35,9 +40,13 @@ def _import_bpy():
             "render backend 'blender' needs the bpy package (Blender as a Python module, "
             f"bpy==5.0.1 for Python 3.11): {exc}"
         ) from exc
-    bundled = os.path.join(bpy.utils.resource_path("LOCAL"), "python", "lib",
-                           f"python{sys.version_info.major}.{sys.version_info.minor}",
-                           "site-packages")
+    bundled = os.path.join(
+        bpy.utils.resource_path("LOCAL"),
+        "python",
+        "lib",
+        f"python{sys.version_info.major}.{sys.version_info.minor}",
+        "site-packages",
+    )
     if bundled not in sys.path:
         sys.path.append(bundled)  # OpenImageIO ships there, built for this Python
     return bpy
@@ -54,8 +63,7 @@ class BlenderBackend:
         self.samples = samples
         self.version = version(self.name)
 
-    def render(self, mesh: trimesh.Trimesh, cameras: list[Camera], seed: int = 0,
-               rgb: bool = True) -> list[View]:
+    def render(self, mesh: trimesh.Trimesh, cameras: list[Camera], seed: int = 0, rgb: bool = True) -> list[View]:
         bpy = self.bpy
         rng = np.random.default_rng(seed)
         bpy.ops.wm.read_factory_settings(use_empty=True)
@@ -89,8 +97,7 @@ class BlenderBackend:
         """Channels by name ("R", or "Depth.Z" of a multilayer EXR), across all its parts."""
         img = self.oiio.ImageInput.open(path)
         if img is None:
-            raise RuntimeError(f"blender backend: cannot read its render {path}: "
-                               f"{self.oiio.geterror()}")
+            raise RuntimeError(f"blender backend: cannot read its render {path}: {self.oiio.geterror()}")
         channels = {}
         try:
             part = 0

@@ -80,8 +80,9 @@ def _nvdiffrast_faces(vertices: torch.Tensor, faces: torch.Tensor, cameras: list
     proj = torch.as_tensor(np.stack([projection(c) for c in cameras]), dtype=torch.float32, device=dev)
     homogeneous = torch.cat([vertices.detach().float(), torch.ones_like(vertices[:, :1])], dim=1)
     clip = torch.einsum("vij,vjk,nk->vni", proj, w2c, homogeneous).contiguous()
-    rast, _ = raster.dr.rasterize(raster.ctx, clip, faces.int().contiguous(),
-                                  resolution=(cameras[0].height, cameras[0].width))
+    rast, _ = raster.dr.rasterize(
+        raster.ctx, clip, faces.int().contiguous(), resolution=(cameras[0].height, cameras[0].width)
+    )
     return rast[..., 3].long() - 1
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import trimesh
 
-from hi3dgen.render.backend import View, base_colour, lambert_srgb, version
 from hi3dgen.data.cameras import Camera
+from hi3dgen.render.backend import View, base_colour, lambert_srgb, version
 
 
 class EmbreeBackend:
@@ -20,14 +20,14 @@ class EmbreeBackend:
             raise RuntimeError(f"render backend 'embree' needs the embreex package: {exc}") from exc
         self.version = version(self.name)
 
-    def render(self, mesh: trimesh.Trimesh, cameras: list[Camera], seed: int = 0,
-               rgb: bool = True) -> list[View]:
+    def render(self, mesh: trimesh.Trimesh, cameras: list[Camera], seed: int = 0, rgb: bool = True) -> list[View]:
         from embreex import rtcore_scene
         from embreex.mesh_construction import TriangleMesh
 
         scene = rtcore_scene.EmbreeScene()
-        TriangleMesh(scene=scene, vertices=np.asarray(mesh.vertices, np.float32),
-                     indices=np.asarray(mesh.faces, np.int32))
+        TriangleMesh(
+            scene=scene, vertices=np.asarray(mesh.vertices, np.float32), indices=np.asarray(mesh.faces, np.int32)
+        )
         face_normals = np.asarray(mesh.face_normals, np.float64)
         base = base_colour(seed)
         return [self._view(scene, face_normals, cam, base if rgb else None) for cam in cameras]

@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import trimesh
 
-from hi3dgen.render.backend import View, base_colour, lambert_srgb, version
 from hi3dgen.data.cameras import Camera
+from hi3dgen.render.backend import View, base_colour, lambert_srgb, version
 
 NEAR, FAR = 0.05, 100.0
 
@@ -45,12 +45,14 @@ def projection(camera: Camera) -> np.ndarray:
     y = -1 in row 0) and pixel centres at +0.5."""
     fx, fy, cx, cy = camera.K[0, 0], camera.K[1, 1], camera.K[0, 2], camera.K[1, 2]
     w, h = camera.width, camera.height
-    return np.array([
-        [2 * fx / w, 0.0, 1.0 - 2 * cx / w, 0.0],
-        [0.0, -2 * fy / h, 1.0 - 2 * cy / h, 0.0],
-        [0.0, 0.0, -(FAR + NEAR) / (FAR - NEAR), -2 * FAR * NEAR / (FAR - NEAR)],
-        [0.0, 0.0, -1.0, 0.0],
-    ])
+    return np.array(
+        [
+            [2 * fx / w, 0.0, 1.0 - 2 * cx / w, 0.0],
+            [0.0, -2 * fy / h, 1.0 - 2 * cy / h, 0.0],
+            [0.0, 0.0, -(FAR + NEAR) / (FAR - NEAR), -2 * FAR * NEAR / (FAR - NEAR)],
+            [0.0, 0.0, -1.0, 0.0],
+        ]
+    )
 
 
 class NvdiffrastBackend:
@@ -60,8 +62,9 @@ class NvdiffrastBackend:
         try:
             import torch
         except ImportError as exc:
-            raise RuntimeError("render backend 'nvdiffrast' requires CUDA through PyTorch, and "
-                               f"torch is not installed: {exc}") from exc
+            raise RuntimeError(
+                f"render backend 'nvdiffrast' requires CUDA through PyTorch, and torch is not installed: {exc}"
+            ) from exc
         if not torch.cuda.is_available():
             raise RuntimeError(
                 f"render backend 'nvdiffrast' requires CUDA, and torch {torch.__version__} sees no "
@@ -94,8 +97,7 @@ class NvdiffrastBackend:
     def _tensor(self, a, dtype=np.float32):
         return self.torch.from_numpy(np.array(a, dtype=dtype)).to(self.device)
 
-    def render_tensors(self, mesh: trimesh.Trimesh, cameras: list[Camera], seed: int = 0,
-                       rgb: bool = True) -> dict:
+    def render_tensors(self, mesh: trimesh.Trimesh, cameras: list[Camera], seed: int = 0, rgb: bool = True) -> dict:
         """All views on the GPU: normal (V, H, W, 3), mask (V, H, W), depth (V, H, W) and
         rgb (V, H, W, 3) uint8 or None."""
         torch = self.torch
@@ -117,8 +119,7 @@ class NvdiffrastBackend:
             colour = ((shaded * 255).round() * mask[..., None]).to(torch.uint8)
         return {"normal": normal, "mask": mask, "depth": depth, "rgb": colour}
 
-    def render(self, mesh: trimesh.Trimesh, cameras: list[Camera], seed: int = 0,
-               rgb: bool = True) -> list[View]:
+    def render(self, mesh: trimesh.Trimesh, cameras: list[Camera], seed: int = 0, rgb: bool = True) -> list[View]:
         """Host arrays in pinned memory from torch's caching host allocator: a freed asset's
         buffers serve the next one, where fresh pageable memory would page-fault on every copy
         (126 MB for 24 views at 512², slower than rasterizing them)."""
@@ -130,5 +131,7 @@ class NvdiffrastBackend:
                 out[k].copy_(t, non_blocking=True)
         torch.cuda.current_stream(self.device).synchronize()
         out = {k: out[k].numpy() if k in out else None for k in ("normal", "mask", "depth", "rgb")}
-        return [View(out["normal"][i], out["mask"][i], out["depth"][i],
-                     None if out["rgb"] is None else out["rgb"][i]) for i in range(len(cameras))]
+        return [
+            View(out["normal"][i], out["mask"][i], out["depth"][i], None if out["rgb"] is None else out["rgb"][i])
+            for i in range(len(cameras))
+        ]

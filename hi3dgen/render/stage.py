@@ -13,10 +13,10 @@ from hi3dgen import io
 from hi3dgen.assets import mesh as am
 from hi3dgen.data import codec
 from hi3dgen.data import manifest as mf
-from hi3dgen.parallel import ExecutorConfig, run_stage
-from hi3dgen.render import backend as rb
 from hi3dgen.data.cameras import Camera
 from hi3dgen.data.manifest import asset_seed
+from hi3dgen.parallel import ExecutorConfig, run_stage
+from hi3dgen.render import backend as rb
 from hi3dgen.render.cameras import orbit_cameras
 
 VIEWS_DIR = "views"
@@ -47,8 +47,9 @@ class RenderConfig:
 
     def cameras(self, asset_id: str) -> list[Camera]:
         """This asset's cameras: the same for every backend and every rerun."""
-        return orbit_cameras(self.views, self.resolution, self.fov_deg, self.elevation_deg,
-                             asset_seed(self.seed, asset_id))
+        return orbit_cameras(
+            self.views, self.resolution, self.fov_deg, self.elevation_deg, asset_seed(self.seed, asset_id)
+        )
 
     def backend_instance(self):
         options = {"samples": self.samples} if self.backend == "blender" else {}
@@ -110,8 +111,7 @@ def render_assets(
         items.append(item)
     if config.backend == "nvdiffrast" and not executor.gpus_per_task:
         executor = dataclasses.replace(executor, gpus_per_task=NVDIFFRAST_GPUS_PER_TASK)
-    if not (executor.address or os.environ.get("RAY_ADDRESS")) and any(
-            it["status"] == "accepted" for it in items):
+    if not (executor.address or os.environ.get("RAY_ADDRESS")) and any(it["status"] == "accepted" for it in items):
         config.backend_instance()  # fail once, clearly, if the backend cannot run on this machine
     return run_stage(
         "render",

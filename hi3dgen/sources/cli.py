@@ -17,29 +17,29 @@ LIMIT_FLAGS = {  # Limits field -> (flag, type, help)
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "ingest", help="external 3D assets into normalized asset GLBs", description=__doc__
-    )
+    p = subparsers.add_parser("ingest", help="external 3D assets into normalized asset GLBs", description=__doc__)
     p.add_argument("--source", choices=("local", "objaverse"), required=True)
-    p.add_argument("--out", required=True, metavar="DIR",
-                   help="output folder (assets/ and manifest.jsonl)")
-    p.add_argument("--path", metavar="SRC",
-                   help="local: a folder (searched recursively) or one 3D file")
-    p.add_argument("--up-axis", choices=("y", "z"), default="y",
-                   help="local: the up axis of the source files; z is turned to +Y up")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (assets/ and manifest.jsonl)")
+    p.add_argument("--path", metavar="SRC", help="local: a folder (searched recursively) or one 3D file")
+    p.add_argument(
+        "--up-axis",
+        choices=("y", "z"),
+        default="y",
+        help="local: the up axis of the source files; z is turned to +Y up",
+    )
     g = p.add_mutually_exclusive_group()
     g.add_argument("--uids", metavar="FILE", help="objaverse: a file with one uid per line")
-    g.add_argument("--limit", type=int, metavar="N",
-                   help="objaverse: the first N uids of the index, sorted")
-    p.add_argument("--cache-dir", metavar="DIR",
-                   help="objaverse: the package's cache folder (default ~/.objaverse)")
-    p.add_argument("--no-download", action="store_true",
-                   help="objaverse: use only what the cache holds; never touch the network")
+    g.add_argument("--limit", type=int, metavar="N", help="objaverse: the first N uids of the index, sorted")
+    p.add_argument("--cache-dir", metavar="DIR", help="objaverse: the package's cache folder (default ~/.objaverse)")
+    p.add_argument(
+        "--no-download", action="store_true", help="objaverse: use only what the cache holds; never touch the network"
+    )
     limits = p.add_argument_group("per-file limits")
     for field in dataclasses.fields(Limits):
         flag, kind, text = LIMIT_FLAGS[field.name]
-        limits.add_argument(flag, dest=field.name, type=kind, default=field.default,
-                            help=f"{text} (default {field.default})")
+        limits.add_argument(
+            flag, dest=field.name, type=kind, default=field.default, help=f"{text} (default {field.default})"
+        )
     add_executor_args(p)
     p.set_defaults(func=run)
 
@@ -53,7 +53,6 @@ def register(subparsers) -> None:
     p.add_argument("--samples-per-shard", type=int, default=512)
     p.add_argument("--fov-deg", type=float, default=60.0)
     p.set_defaults(func=_import_pairs)
-
 
 
 def run(args) -> int:
@@ -70,18 +69,32 @@ def run(args) -> int:
 
     if args.uids is None and args.limit is None:
         raise ValueError("--source objaverse needs --uids FILE or --limit N")
-    ingest_objaverse(args.out, executor, limits, uids=args.uids, limit=args.limit,
-                     cache_dir=args.cache_dir, download=not args.no_download)
+    ingest_objaverse(
+        args.out,
+        executor,
+        limits,
+        uids=args.uids,
+        limit=args.limit,
+        cache_dir=args.cache_dir,
+        download=not args.no_download,
+    )
     return 0
 
 
 def _import_pairs(args) -> int:
     from hi3dgen.sources.pairs import PairsConfig, import_pairs
 
-    cfg = PairsConfig(domain=args.domain, convention=args.convention, val_fraction=args.val_fraction,
-                      samples_per_shard=args.samples_per_shard, fov_deg=args.fov_deg)
+    cfg = PairsConfig(
+        domain=args.domain,
+        convention=args.convention,
+        val_fraction=args.val_fraction,
+        samples_per_shard=args.samples_per_shard,
+        fov_deg=args.fov_deg,
+    )
     index = import_pairs(args.images, args.normals, args.out, cfg)
-    print(f"{index['totals']['accepted']} pairs in {args.out} "
-          f"(train {index['sets']['views']['train']['samples']}, val {index['sets']['views']['val']['samples']}), "
-          f"{index['totals']['rejected']} rejected (see manifest.jsonl)")
+    print(
+        f"{index['totals']['accepted']} pairs in {args.out} "
+        f"(train {index['sets']['views']['train']['samples']}, val {index['sets']['views']['val']['samples']}), "
+        f"{index['totals']['rejected']} rejected (see manifest.jsonl)"
+    )
     return 0

@@ -162,11 +162,14 @@ def _check_buffers(doc: dict, folder: Path, bin_len: int | None) -> None:
         b = _index(view.get("buffer"), len(sizes), f"bufferView {i} buffer")
         offset, length = view.get("byteOffset", 0), view.get("byteLength")
         if not (_count(offset) and _count(length)):
-            raise AssetError("invalid_file", f"bufferView {i}: byteOffset {offset!r} and byteLength "
-                                             f"{length!r} must be byte counts")
+            raise AssetError(
+                "invalid_file", f"bufferView {i}: byteOffset {offset!r} and byteLength {length!r} must be byte counts"
+            )
         if offset + length > sizes[b]:
-            raise AssetError("invalid_file", f"bufferView {i} spans bytes {offset} to {offset + length} "
-                                             f"of buffer {b}, which has {sizes[b]}")
+            raise AssetError(
+                "invalid_file",
+                f"bufferView {i} spans bytes {offset} to {offset + length} of buffer {b}, which has {sizes[b]}",
+            )
 
 
 def _data_uri_bytes(uri: str) -> int:

@@ -58,9 +58,7 @@ def ingest_file(item: dict) -> dict:
     if size > limits.max_file_mb * 2**20:
         return rejected(item, f"too_large: {size / 2**20:.1f} MB (limit {limits.max_file_mb:g} MB)")
     rel = f"assets/{item['asset_id']}.glb"
-    result = load_isolated(
-        str(path), file_type, str(Path(item["out_dir"]) / rel), limits, item["up_axis"]
-    )
+    result = load_isolated(str(path), file_type, str(Path(item["out_dir"]) / rel), limits, item["up_axis"])
     if "reason" in result:
         return rejected(item, result["reason"])
     return {**_row(item), "status": "accepted", "path": rel, **result}
@@ -109,8 +107,13 @@ def find_files(src: Path) -> list[tuple[Path, str | None]]:
             if not _is_dir(entry):
                 found.append((path, None))
             elif _inode(entry) in above:
-                found.append((path, f"folder_loop: {path} leads back to "
-                                    f"{os.path.realpath(path)}, a folder above it; not walked again"))
+                found.append(
+                    (
+                        path,
+                        f"folder_loop: {path} leads back to "
+                        f"{os.path.realpath(path)}, a folder above it; not walked again",
+                    )
+                )
             else:
                 stack.append((path, above))
     return sorted(found)
@@ -164,20 +167,32 @@ def ingest_local(
     items = []
     for (f, not_walked), asset_id in zip(found, asset_ids(rels)):
         stat = f.stat() if f.exists() else f.lstat()  # a broken link still gets its row
-        items.append({
-            "asset_id": asset_id,
-            "source": "local",
-            "input_path": str(f),
-            "file": os.path.abspath(f),
-            "size_mtime": [stat.st_size, stat.st_mtime_ns],  # a changed file is redone on rerun
-            "out_dir": str(out),
-            "limits": dataclasses.asdict(limits),
-            "up_axis": up_axis,
-            **({"not_walked": not_walked} if not_walked else {}),
-        })
-    config = {"source": "local", "limits": dataclasses.asdict(limits), "up_axis": up_axis,
-              "libraries": lineage.versions("trimesh", "numpy")}
+        items.append(
+            {
+                "asset_id": asset_id,
+                "source": "local",
+                "input_path": str(f),
+                "file": os.path.abspath(f),
+                "size_mtime": [stat.st_size, stat.st_mtime_ns],  # a changed file is redone on rerun
+                "out_dir": str(out),
+                "limits": dataclasses.asdict(limits),
+                "up_axis": up_axis,
+                **({"not_walked": not_walked} if not_walked else {}),
+            }
+        )
+    config = {
+        "source": "local",
+        "limits": dataclasses.asdict(limits),
+        "up_axis": up_axis,
+        "libraries": lineage.versions("trimesh", "numpy"),
+    }
     return run_stage(
-        "ingest", out, items, ingest_file, config=config, executor=executor, output_dirs=("assets",),
+        "ingest",
+        out,
+        items,
+        ingest_file,
+        config=config,
+        executor=executor,
+        output_dirs=("assets",),
         inputs=(src,),
     )

@@ -72,8 +72,7 @@ def object_paths(root: Path, download: bool) -> dict[str, str]:
             f"no Objaverse index at {root / INDEX} ({error}) and no GLBs under {root / 'glbs'}: "
             "connect to the network or fill the cache (see --cache-dir)"
         )
-    print(f"[ingest] no Objaverse index ({error}): using the {len(cached)} GLBs in {root}",
-          file=sys.stderr)
+    print(f"[ingest] no Objaverse index ({error}): using the {len(cached)} GLBs in {root}", file=sys.stderr)
     return cached
 
 
@@ -86,8 +85,10 @@ def annotations(root: Path, uids: list[str], download: bool) -> dict[str, dict]:
         with package_cache(root) as pkg:
             meta = pkg.load_annotations(uids)
     except (OSError, ValueError, EOFError, KeyError) as exc:
-        print(f"[ingest] Objaverse annotations unavailable ({type(exc).__name__}: {exc}); "
-              "ingesting without them", file=sys.stderr)
+        print(
+            f"[ingest] Objaverse annotations unavailable ({type(exc).__name__}: {exc}); ingesting without them",
+            file=sys.stderr,
+        )
         return {}
     return {u: {k: m[k] for k in ANNOTATIONS if m.get(k) is not None} for u, m in meta.items()}
 
@@ -149,23 +150,34 @@ def ingest_objaverse(
             if file is not None and file.is_file()
             else f"absent@{time.time_ns()}"
         )
-        items.append({
-            "asset_id": make_asset_id("objaverse", uid),
-            "source": "objaverse",
-            "uid": uid,
-            "input_path": None if file is None else str(file),
-            "file": None if file is None else str(file),
-            "cache_state": state,
-            "cache": str(root),
-            "download": download,
-            "out_dir": str(out),
-            "limits": dataclasses.asdict(limits),
-            "up_axis": "y",
-            **meta.get(uid, {}),
-        })
-    config = {"source": "objaverse", "limits": dataclasses.asdict(limits),
-              "libraries": lineage.versions("trimesh", "numpy")}
+        items.append(
+            {
+                "asset_id": make_asset_id("objaverse", uid),
+                "source": "objaverse",
+                "uid": uid,
+                "input_path": None if file is None else str(file),
+                "file": None if file is None else str(file),
+                "cache_state": state,
+                "cache": str(root),
+                "download": download,
+                "out_dir": str(out),
+                "limits": dataclasses.asdict(limits),
+                "up_axis": "y",
+                **meta.get(uid, {}),
+            }
+        )
+    config = {
+        "source": "objaverse",
+        "limits": dataclasses.asdict(limits),
+        "libraries": lineage.versions("trimesh", "numpy"),
+    }
     return run_stage(
-        "ingest", out, items, ingest_object, config=config, executor=executor,
-        output_dirs=("assets",), inputs=(root,),
+        "ingest",
+        out,
+        items,
+        ingest_object,
+        config=config,
+        executor=executor,
+        output_dirs=("assets",),
+        inputs=(root,),
     )

@@ -18,9 +18,8 @@ import numpy as np
 
 import hi3dgen
 from hi3dgen import io
-from hi3dgen.data import DOMAINS, codec
+from hi3dgen.data import DOMAINS, codec, shards
 from hi3dgen.data import manifest as mf
-from hi3dgen.data import shards
 from hi3dgen.images import read_image
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
@@ -84,15 +83,26 @@ def pair_sample(asset_id: str, image: Path, normal_path: Path, cfg: PairsConfig)
     rgb, fg = read_image(image)
     normal, valid = read_normal_map(normal_path, cfg.convention)
     if normal.shape[:2] != rgb.shape[:2]:
-        raise ValueError(f"size_mismatch: image {rgb.shape[1]}x{rgb.shape[0]}, normals {normal.shape[1]}x{normal.shape[0]}")
+        raise ValueError(
+            f"size_mismatch: image {rgb.shape[1]}x{rgb.shape[0]}, normals {normal.shape[1]}x{normal.shape[0]}"
+        )
     mask = valid & fg
     if not mask.any():
         raise ValueError("empty_mask: no pixel has both a normal and an opaque image")
     h, w = mask.shape
     f = 0.5 * w / math.tan(math.radians(cfg.fov_deg) / 2)
     camera = {"K": [[f, 0, w / 2], [0, f, h / 2], [0, 0, 1]], "c2w": np.eye(4).tolist(), "width": w, "height": h}
-    meta = {"asset_id": asset_id, "view": 0, "source": "pairs", "domain": cfg.domain, "backend": "import-pairs",
-            "backend_version": f"hi3dgen {hi3dgen.__version__}", "camera": "assumed", "depth": "none", "image": image.name}
+    meta = {
+        "asset_id": asset_id,
+        "view": 0,
+        "source": "pairs",
+        "domain": cfg.domain,
+        "backend": "import-pairs",
+        "backend_version": f"hi3dgen {hi3dgen.__version__}",
+        "camera": "assumed",
+        "depth": "none",
+        "image": image.name,
+    }
     return {
         "__key__": f"{asset_id}_000",
         "normal.png": codec.encode_normal(normal, mask),
@@ -104,11 +114,14 @@ def pair_sample(asset_id: str, image: Path, normal_path: Path, cfg: PairsConfig)
     }
 
 
-def import_pairs(images: str | os.PathLike, normals: str | os.PathLike, out: str | os.PathLike, cfg: PairsConfig) -> dict:
+def import_pairs(
+    images: str | os.PathLike, normals: str | os.PathLike, out: str | os.PathLike, cfg: PairsConfig
+) -> dict:
     """Write OUT/views/{train,val}-*.tar, OUT/shards.json and OUT/manifest.jsonl; returns the index."""
     owned = {shards.INDEX, mf.MANIFEST}
-    out = io.claim_dir(out, "import-pairs", lambda rel: rel in owned or bool(shards.SHARD_RE.match(rel)),
-                       inputs=(images, normals))
+    out = io.claim_dir(
+        out, "import-pairs", lambda rel: rel in owned or bool(shards.SHARD_RE.match(rel)), inputs=(images, normals)
+    )
     io.remove_temp_files(out)
     rows, samples = {}, {}
     for asset_id, image, normal in find_pairs(Path(images), Path(normals)):
@@ -117,7 +130,9 @@ def import_pairs(images: str | os.PathLike, normals: str | os.PathLike, out: str
             if asset_id in rows:
                 raise ValueError(f"duplicate_id: another image also maps to {asset_id}")
             if normal is None:
-                raise ValueError(f"no_normal_map: nothing named {image.stem}[{'|'.join(NORMAL_SUFFIXES[:-1])}].png/.npy")
+                raise ValueError(
+                    f"no_normal_map: nothing named {image.stem}[{'|'.join(NORMAL_SUFFIXES[:-1])}].png/.npy"
+                )
             samples[asset_id] = pair_sample(asset_id, image, normal, cfg)
             row["status"] = "accepted"
         except (OSError, ValueError) as exc:
@@ -133,8 +148,14 @@ def import_pairs(images: str | os.PathLike, normals: str | os.PathLike, out: str
             chunk = ids[i : i + cfg.samples_per_shard]
             rel = f"views/{sp}-{i // cfg.samples_per_shard:06d}.tar"
             written[rel] = shards.write_tar(out / rel, (samples[a] for a in chunk))
-            tasks.append({"set": "views", "split": sp, "path": rel,
-                          "units": [{"asset_id": a, "domain": cfg.domain} for a in chunk]})
+            tasks.append(
+                {
+                    "set": "views",
+                    "split": sp,
+                    "path": rel,
+                    "units": [{"asset_id": a, "domain": cfg.domain} for a in chunk],
+                }
+            )
         for a in ids:
             rows[a]["split"] = sp
     for p in (out / "views").glob("*.tar"):

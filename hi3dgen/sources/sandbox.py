@@ -49,9 +49,7 @@ def load_isolated(path: str, file_type: str, out_glb: str, limits: Limits, up_ax
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(PRELOAD)  # takes effect when the forkserver starts
     recv, send = ctx.Pipe(duplex=False)
-    child = ctx.Process(
-        target=_child, args=(send, path, file_type, out_glb, limits, up_axis), daemon=True
-    )
+    child = ctx.Process(target=_child, args=(send, path, file_type, out_glb, limits, up_axis), daemon=True)
     child.start()
     send.close()
     result, timed_out = None, False
@@ -114,9 +112,7 @@ def _classify(exc: Exception, file_type: str) -> str:
         frame = traceback.extract_tb(exc.__traceback__)[-1]
         where = frame.filename.split("site-packages/")[-1]
         text = f"{type(exc).__name__} at {where}:{frame.lineno} ({(frame.line or '').strip()[:200]})"
-    if file_type not in ("glb", "gltf") and (
-        isinstance(exc, IndexError) or "index" in str(exc).lower()
-    ):
+    if file_type not in ("glb", "gltf") and (isinstance(exc, IndexError) or "index" in str(exc).lower()):
         return f"bad_indices: {text}"  # face lists pointing past the vertex list
     if isinstance(exc, FileNotFoundError):
         return f"missing_buffer: {text}"
@@ -138,8 +134,10 @@ def _check_stl(path: str) -> None:
         return
     if count is None:
         raise AssetError("invalid_file", f"{size} bytes: neither ASCII STL nor a binary STL's 84-byte header")
-    raise AssetError("invalid_file", f"the binary STL header claims {count} triangles "
-                                     f"({84 + 50 * count} bytes), the file has {size} bytes")
+    raise AssetError(
+        "invalid_file",
+        f"the binary STL header claims {count} triangles ({84 + 50 * count} bytes), the file has {size} bytes",
+    )
 
 
 def _load_and_write(path, file_type, out_glb, max_faces, up_axis) -> dict:

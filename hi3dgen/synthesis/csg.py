@@ -57,14 +57,12 @@ def cylinder(h: float, r: float, r_top: float | None = None, segments: int = SEG
     return Manifold.cylinder(h, r, r if r_top is None else r_top, segments)
 
 
-def lathe(profile: Sequence[tuple[float, float]], segments: int = SEGMENTS,
-          degrees: float = 360.0) -> Manifold:
+def lathe(profile: Sequence[tuple[float, float]], segments: int = SEGMENTS, degrees: float = 360.0) -> Manifold:
     """Revolve a closed (r, z) profile (r >= 0) around the z axis, from +x counter-clockwise."""
     return Manifold.revolve(CrossSection([np.asarray(profile, dtype=float)]), segments, degrees)
 
 
-def prism(polygon: np.ndarray, h: float, divisions: int = 0, twist: float = 0.0,
-          scale_top: float = 1.0) -> Manifold:
+def prism(polygon: np.ndarray, h: float, divisions: int = 0, twist: float = 0.0, scale_top: float = 1.0) -> Manifold:
     """Extrude an (n, 2) counter-clockwise polygon along z from 0 to h."""
     section = CrossSection([np.asarray(polygon, dtype=float)])
     return Manifold.extrude(section, h, divisions, twist, (scale_top, scale_top))
@@ -120,8 +118,9 @@ def to_asset_mesh(solid: Manifold) -> trimesh.Trimesh:
     solid = solid.translate(tuple(-(lo + hi) / 2)).scale(tuple([1.0 / float((hi - lo).max())] * 3))
     verts, tris = _arrays(solid.to_mesh())
     for _ in range(WELD_ROUNDS):  # a collapse can leave a new needle beside it
-        pairs = np.concatenate([cKDTree(verts).query_pairs(WELD_RADIUS, output_type="ndarray"),
-                                _needle_edges(verts, tris)])
+        pairs = np.concatenate(
+            [cKDTree(verts).query_pairs(WELD_RADIUS, output_type="ndarray"), _needle_edges(verts, tris)]
+        )
         if not len(pairs):
             break
         n = len(verts)
@@ -130,13 +129,18 @@ def to_asset_mesh(solid: Manifold) -> trimesh.Trimesh:
         first = np.full(label.max() + 1, n)
         np.minimum.at(first, label, np.arange(n))
         src = np.nonzero(first[label] != np.arange(n))[0].astype(np.uint32)
-        welded = Manifold(Mesh(vert_properties=verts, tri_verts=tris, merge_from_vert=src,
-                               merge_to_vert=first[label][src].astype(np.uint32)))
+        welded = Manifold(
+            Mesh(
+                vert_properties=verts,
+                tri_verts=tris,
+                merge_from_vert=src,
+                merge_to_vert=first[label][src].astype(np.uint32),
+            )
+        )
         if welded.status() != Error.NoError or welded.is_empty():
             break
         verts, tris = _arrays(welded.to_mesh())
-    return trimesh.Trimesh(vertices=verts.astype(np.float64), faces=tris.astype(np.int64),
-                           process=False)
+    return trimesh.Trimesh(vertices=verts.astype(np.float64), faces=tris.astype(np.int64), process=False)
 
 
 def _needle_edges(verts: np.ndarray, tris: np.ndarray) -> np.ndarray:

@@ -16,7 +16,15 @@ from manifold3d import Manifold
 
 from hi3dgen.synthesis import csg, parts
 from hi3dgen.synthesis.csg import (
-    around, box, chamfered_box, cylinder, frame, lathe, place, subtract, union,
+    around,
+    box,
+    chamfered_box,
+    cylinder,
+    frame,
+    lathe,
+    place,
+    subtract,
+    union,
 )
 
 GOLDEN_ANGLE = math.pi * (3 - math.sqrt(5))
@@ -82,18 +90,20 @@ def gear_train(p: Params) -> Manifold:
             g = parts.gear(teeth, module, w, twist if i % 2 else -twist)
             r_root = r_pitch - 1.25 * module
             if r_root > 10 * module:
-                holes = around(cylinder(3 * w, 0.22 * r_root).translate((0.6 * r_root, 0, -w)),
-                               lightening)
+                holes = around(cylinder(3 * w, 0.22 * r_root).translate((0.6 * r_root, 0, -w)), lightening)
                 g = subtract(g, holes)
             stack.append(g.translate((0, 0, z)))
         hub_r = 2.2 * module + 1.0
         hub = parts.chamfered_disc(hub_r, level * (i + 1.4), 0.0, 0.3).translate((0, 0, 0.5))
-        bore = union([cylinder(50 * width, 0.55 * hub_r),
-                      box(0.5 * hub_r, 0.3 * hub_r, 50 * width).translate((0.55 * hub_r, 0, 0))])
+        bore = union(
+            [
+                cylinder(50 * width, 0.55 * hub_r),
+                box(0.5 * hub_r, 0.3 * hub_r, 50 * width).translate((0.55 * hub_r, 0, 0)),
+            ]
+        )
         shaft = subtract(union([*stack, hub]), [bore.translate((0, 0, level * (i + 1)))])
         nut = parts.hex_nut(1.6 * hub_r, 0.8 * hub_r).translate((0, 0, level * (i + 1.4) + 0.4))
-        rod = parts.thread(0.5 * hub_r, 0.18 * hub_r, 2.2 * hub_r).translate(
-            (0, 0, level * (i + 1.4) + 0.3))
+        rod = parts.thread(0.5 * hub_r, 0.18 * hub_r, 2.2 * hub_r).translate((0, 0, level * (i + 1.4) + 0.3))
         solids.append(union([shaft, nut, rod]).translate((c[0], c[1], 0)))
     pts = np.array(centers)
     margin = module * max(big) / 2 + 3 * module
@@ -119,15 +129,23 @@ def fastener_set(p: Params) -> Manifold:
     gap, t = 2.6 * d, 0.5 * d
     washer = parts.chamfered_disc(0.95 * d, 0.12 * d, 0.03 * d, 0.03 * d)
     rod = parts.thread(d / 2, pitch, length, starts) ^ lathe(
-        [(0, -0.1), (d, -0.1), (d, length - 0.9 * pitch),
-         (d / 2 - 0.7 * pitch, length + 0.2 * pitch), (0, length + 0.2 * pitch)])
-    bolt = union([
-        rod.rotate((180, 0, 0)).translate((0, 0, t / 2 + 0.1 * d)),
-        washer.translate((0, 0, t / 2 - 0.01 * d)),
-        parts.hex_nut(1.5 * d, 0.65 * d, chamfer_bottom=False).translate((0, 0, t / 2 + 0.1 * d)),
-        washer.rotate((180, 0, 0)).translate((0, 0, -t / 2 + 0.01 * d)),
-        parts.hex_nut(1.5 * d, 0.8 * d).translate((0, 0, -t / 2 - 0.9 * d)),
-    ])
+        [
+            (0, -0.1),
+            (d, -0.1),
+            (d, length - 0.9 * pitch),
+            (d / 2 - 0.7 * pitch, length + 0.2 * pitch),
+            (0, length + 0.2 * pitch),
+        ]
+    )
+    bolt = union(
+        [
+            rod.rotate((180, 0, 0)).translate((0, 0, t / 2 + 0.1 * d)),
+            washer.translate((0, 0, t / 2 - 0.01 * d)),
+            parts.hex_nut(1.5 * d, 0.65 * d, chamfer_bottom=False).translate((0, 0, t / 2 + 0.1 * d)),
+            washer.rotate((180, 0, 0)).translate((0, 0, -t / 2 + 0.01 * d)),
+            parts.hex_nut(1.5 * d, 0.8 * d).translate((0, 0, -t / 2 - 0.9 * d)),
+        ]
+    )
     solids = [chamfered_box(nx * gap + d, ny * gap + d, t, 0.12 * d)]
     for ix in range(nx):
         for iy in range(ny):
@@ -153,14 +171,23 @@ def knurled_knob(p: Params) -> Manifold:
     knurl = (a ^ b).translate((0, 0, 0.25 * h))
     skirt_r = r * p.uniform("skirt_ratio", 1.15, 1.35)
     skirt = parts.chamfered_disc(skirt_r, 0.3 * h, 0.05 * r, 0.08 * r)
-    flutes = around(cylinder(h, 0.06 * r, segments=parts.SMALL_SEGMENTS).translate(
-        (skirt_r, 0, -0.1 * h)), p.integer("skirt_flutes", 24, 40))
+    flutes = around(
+        cylinder(h, 0.06 * r, segments=parts.SMALL_SEGMENTS).translate((skirt_r, 0, -0.1 * h)),
+        p.integer("skirt_flutes", 24, 40),
+    )
     skirt = subtract(skirt, flutes)
     cap_h = 0.2 * h
     cap = parts.chamfered_disc(r * 0.985, cap_h, 0.0, 0.12 * r).translate((0, 0, 1.2 * h))
-    grooves = [lathe([(ri, 1.2 * h + cap_h - 0.04 * r), (ri + 0.03 * r, 1.2 * h + cap_h + 0.1),
-                      (ri - 0.03 * r, 1.2 * h + cap_h + 0.1)])
-               for ri in np.linspace(0.2 * r, 0.7 * r, p.integer("cap_rings", 3, 6))]
+    grooves = [
+        lathe(
+            [
+                (ri, 1.2 * h + cap_h - 0.04 * r),
+                (ri + 0.03 * r, 1.2 * h + cap_h + 0.1),
+                (ri - 0.03 * r, 1.2 * h + cap_h + 0.1),
+            ]
+        )
+        for ri in np.linspace(0.2 * r, 0.7 * r, p.integer("cap_rings", 3, 6))
+    ]
     mark = box(0.06 * r, 0.5 * r, 0.2 * r).translate((0, 0.55 * r, 1.2 * h + cap_h))
     body = union([skirt, knurl, cap, cylinder(1.3 * h, 0.9 * r).translate((0, 0, 0.05 * h))])
     set_screw = cylinder(r, 0.12 * r).rotate((0, 90, 0)).translate((0, 0, 0.15 * h))
@@ -181,8 +208,7 @@ def riveted_panel(p: Params) -> Manifold:
     frames = p.integer("vertical_lines", 2, 4)
     pitch = p.uniform("rivet_pitch", 0.28, 0.4)
     outer = radius + t
-    skin = lathe([(radius, 0), (outer, 0), (outer, height), (radius, height)], 4 * csg.SEGMENTS,
-                 span)
+    skin = lathe([(radius, 0), (outer, 0), (outer, height), (radius, height)], 4 * csg.SEGMENTS, span)
     cuts, rivets = [], []
     rivet = parts.rivet(0.07, 0.05, 0.06)
 
@@ -192,8 +218,12 @@ def riveted_panel(p: Params) -> Manifold:
         return place(part, (outer * n[0], outer * n[1], z), frame(n))
 
     for z in np.linspace(0, height, bands + 2)[1:-1]:
-        cuts.append(lathe([(outer - 0.04, z - 0.025), (outer + 1, z - 0.025),
-                           (outer + 1, z + 0.025), (outer - 0.04, z + 0.025)], 4 * csg.SEGMENTS))
+        cuts.append(
+            lathe(
+                [(outer - 0.04, z - 0.025), (outer + 1, z - 0.025), (outer + 1, z + 0.025), (outer - 0.04, z + 0.025)],
+                4 * csg.SEGMENTS,
+            )
+        )
         n = int(math.radians(span) * outer / pitch)
         for dz in (-0.18, 0.18):
             rivets += [on_skin(rivet, a, z + dz) for a in np.linspace(0, span, n + 2)[1:-1]]
@@ -201,16 +231,19 @@ def riveted_panel(p: Params) -> Manifold:
         cuts.append(on_skin(box(0.05, height * 2, 0.08), a, height / 2))
         dang = math.degrees(0.18 / outer)
         for side in (-dang, dang):
-            rivets += [on_skin(rivet, a + side, z)
-                       for z in np.linspace(0, height, int(height / pitch) + 2)[1:-1]]
+            rivets += [on_skin(rivet, a + side, z) for z in np.linspace(0, height, int(height / pitch) + 2)[1:-1]]
     hatch_a = span * (0.5 + 0.5 / (frames + 1))
     hatch_z = height * (0.5 + 0.5 / (bands + 1))
     cuts.append(on_skin(chamfered_box(1.6, 1.1, 0.16, 0.05), hatch_a, hatch_z))
     slot = box(0.1, 0.015, 0.05).translate((0, 0, 0.03))
-    screw = subtract(parts.chamfered_disc(0.06, 0.03, 0.0, 0.015, parts.SMALL_SEGMENTS),
-                     [slot, slot.rotate((0, 0, 90))])
-    screws = [on_skin(screw.translate((sx, sy, -0.09)), hatch_a, hatch_z)
-              for sx in np.linspace(-0.65, 0.65, 5) for sy in (-0.42, 0.42)]
+    screw = subtract(
+        parts.chamfered_disc(0.06, 0.03, 0.0, 0.015, parts.SMALL_SEGMENTS), [slot, slot.rotate((0, 0, 90))]
+    )
+    screws = [
+        on_skin(screw.translate((sx, sy, -0.09)), hatch_a, hatch_z)
+        for sx in np.linspace(-0.65, 0.65, 5)
+        for sy in (-0.42, 0.42)
+    ]
     return union([subtract(skin, cuts), *rivets, *screws])
 
 
@@ -229,14 +262,16 @@ def lattice_block(p: Params) -> Manifold:
     struts = []
     for a in ticks:
         for b in ticks:
-            struts += [rod.translate((a, b, 0)), rod.rotate((90, 0, 0)).translate((a, 0, b)),
-                       rod.rotate((0, 90, 0)).translate((0, a, b))]
+            struts += [
+                rod.translate((a, b, 0)),
+                rod.rotate((90, 0, 0)).translate((a, 0, b)),
+                rod.rotate((0, 90, 0)).translate((0, a, b)),
+            ]
     node = chamfered_box(2.2 * strut, 2.2 * strut, 2.2 * strut, 0.5 * strut)
     struts += [node.translate((x, y, z)) for x in ticks for y in ticks for z in ticks]
     if bcc:
         diag = csg.prism(section * 0.8, math.sqrt(3)).translate((0, 0, -math.sqrt(3) / 2))
-        centers = [(x, y, z) for x in ticks[:-1] + 0.5 for y in ticks[:-1] + 0.5
-                   for z in ticks[:-1] + 0.5]
+        centers = [(x, y, z) for x in ticks[:-1] + 0.5 for y in ticks[:-1] + 0.5 for z in ticks[:-1] + 0.5]
         for sx, sy in ((1, 1), (1, -1), (-1, 1), (-1, -1)):
             tilt = csg.frame((sx, sy, 1.0), (1.0, 0.0, 0.0))
             struts += [place(diag, c, tilt) for c in centers]
@@ -245,12 +280,14 @@ def lattice_block(p: Params) -> Manifold:
     if envelope == "box":
         hull = chamfered_box(inner, inner, inner, 0.25 * size)
     else:
-        hull = parts.chamfered_disc(inner / 2, inner, 0.1 * size, 0.1 * size,
-                                    2 * csg.SEGMENTS).translate((0, 0, -inner / 2))
+        hull = parts.chamfered_disc(inner / 2, inner, 0.1 * size, 0.1 * size, 2 * csg.SEGMENTS).translate(
+            (0, 0, -inner / 2)
+        )
     base = chamfered_box(size + 1.2, size + 1.2, 0.4, 0.1).translate((0, 0, -inner / 2 - 0.15))
     bolt = parts.hex_nut(0.35, 0.2, chamfer_bottom=False)
-    bolts = [bolt.translate((sx * (size / 2 + 0.35), sy * (size / 2 + 0.35), -inner / 2))
-             for sx in (-1, 1) for sy in (-1, 1)]
+    bolts = [
+        bolt.translate((sx * (size / 2 + 0.35), sy * (size / 2 + 0.35), -inner / 2)) for sx in (-1, 1) for sy in (-1, 1)
+    ]
     return union([lattice ^ hull, base, *bolts])
 
 
@@ -273,14 +310,14 @@ def vented_enclosure(p: Params) -> Manifold:
     pin = cylinder(0.5, 0.06, segments=parts.SMALL_SEGMENTS).rotate((90, 0, 0))
     for z in (-0.2 * h, 0.2 * h):
         slot = Manifold.batch_hull([pin.translate((0, 0, z + dz)) for dz in (-0.1 * h, 0.1 * h)])
-        cuts += [slot.translate((x, -d / 2 + 0.15, 0))
-                 for x in np.linspace(-0.4 * w, 0.4 * w, slots)]
+        cuts += [slot.translate((x, -d / 2 + 0.15, 0)) for x in np.linspace(-0.4 * w, 0.4 * w, slots)]
     ring = subtract(box(w + 1, d + 1, 0.05), [box(w - 0.1, d - 0.1, 0.1)])
     cuts += [ring.translate((0, 0, z)) for z in (-0.3 * h, 0.3 * h)]
     counterbore = union([cylinder(0.3, 0.17), cylinder(1.0, 0.09).translate((0, 0, -0.9))])
-    screw = subtract(parts.chamfered_disc(0.15, 0.08, 0.0, 0.04),
-                     [box(0.22, 0.035, 0.1).translate((0, 0, 0.07)),
-                      box(0.035, 0.22, 0.1).translate((0, 0, 0.07))])
+    screw = subtract(
+        parts.chamfered_disc(0.15, 0.08, 0.0, 0.04),
+        [box(0.22, 0.035, 0.1).translate((0, 0, 0.07)), box(0.035, 0.22, 0.1).translate((0, 0, 0.07))],
+    )
     corners = [(sx * (w / 2 - 0.45), sy * (d / 2 - 0.45)) for sx in (-1, 1) for sy in (-1, 1)]
     cuts += [counterbore.translate((x, y, h / 2 - 0.15)) for x, y in corners]
     adds = [screw.translate((x, y, h / 2 - 0.16)) for x, y in corners]
@@ -297,8 +334,7 @@ def _baluster_profile(p: Params, height: float, radius: float) -> list[tuple[flo
     z, r = 0.0, radius * 0.8
     elements = p.integer("profile_elements", 12, 18)
     for _ in range(elements):
-        kind = p.rng.choice(["step", "groove", "chamfer", "bulb", "bead"],
-                            p=[0.3, 0.3, 0.2, 0.1, 0.1])
+        kind = p.rng.choice(["step", "groove", "chamfer", "bulb", "bead"], p=[0.3, 0.3, 0.2, 0.1, 0.1])
         dz = height / elements
         if kind == "step":
             r = float(p.rng.uniform(0.35, 0.95)) * radius
@@ -328,9 +364,22 @@ def balustrade(p: Params) -> Manifold:
     spacing = 2.6 * radius
     baluster = lathe(_baluster_profile(p, h, radius), 64)
     length = (n + 1) * spacing
-    moulding = np.array([(-0.8, 0), (0.8, 0), (0.8, 0.25), (0.65, 0.4), (0.65, 0.55), (0.75, 0.65),
-                         (0.5, 0.9), (-0.5, 0.9), (-0.75, 0.65), (-0.65, 0.55), (-0.65, 0.4),
-                         (-0.8, 0.25)]) * (radius * 1.5)
+    moulding = np.array(
+        [
+            (-0.8, 0),
+            (0.8, 0),
+            (0.8, 0.25),
+            (0.65, 0.4),
+            (0.65, 0.55),
+            (0.75, 0.65),
+            (0.5, 0.9),
+            (-0.5, 0.9),
+            (-0.75, 0.65),
+            (-0.65, 0.55),
+            (-0.65, 0.4),
+            (-0.8, 0.25),
+        ]
+    ) * (radius * 1.5)
     rail = csg.prism(moulding, length).rotate((90, 0, 90)).translate((-length / 2, 0, 0))
     bottom = rail.rotate((180, 0, 0)).translate((0, 0, 0.15))
     top = rail.translate((0, 0, h - 0.15))
@@ -338,18 +387,25 @@ def balustrade(p: Params) -> Manifold:
     post_w = 3.0 * radius
     post = chamfered_box(post_w, post_w, h + 0.6, 0.12)
     panel = chamfered_box(post_w * 0.6, 0.3, h * 0.7, 0.08)
-    post = subtract(post, [panel.translate((0, post_w / 2, 0)).rotate((0, 0, a))
-                           for a in (0, 90, 180, 270)])
+    post = subtract(post, [panel.translate((0, post_w / 2, 0)).rotate((0, 0, a)) for a in (0, 90, 180, 270)])
     t0 = math.asin(0.25 / 0.6)
-    finial = lathe([(0, 0), (0.5 * radius, 0), (0.5 * radius, 0.1 * radius)] +
-                   [(0.6 * radius * math.sin(t), 0.9 * radius - 0.6 * radius * math.cos(t))
-                    for t in np.linspace(t0, math.pi, 24)], 64)
+    finial = lathe(
+        [(0, 0), (0.5 * radius, 0), (0.5 * radius, 0.1 * radius)]
+        + [
+            (0.6 * radius * math.sin(t), 0.9 * radius - 0.6 * radius * math.cos(t))
+            for t in np.linspace(t0, math.pi, 24)
+        ],
+        64,
+    )
     cap = chamfered_box(post_w * 1.25, post_w * 1.25, 0.3, 0.1).translate((0, 0, h / 2 + 0.4))
     post = union([post, cap, finial.translate((0, 0, h / 2 + 0.5))])
     posts = [post.translate((side * (length / 2 + post_w / 2 - 0.3), 0, h / 2)) for side in (-1, 1)]
     dentil = chamfered_box(0.18, 0.25, 0.22, 0.04)
-    dentils = [dentil.translate((x, side * 0.62 * radius * 1.5, h - 0.2))
-               for x in np.arange(-length / 2 + 0.3, length / 2 - 0.2, 0.36) for side in (-1, 1)]
+    dentils = [
+        dentil.translate((x, side * 0.62 * radius * 1.5, h - 0.2))
+        for x in np.arange(-length / 2 + 0.3, length / 2 - 0.2, 0.36)
+        for side in (-1, 1)
+    ]
     return union([*[baluster.translate((x, 0, 0)) for x in xs], bottom, top, *posts, *dentils])
 
 
@@ -369,18 +425,18 @@ def heat_sink(p: Params) -> Manifold:
     else:
         octagon = csg.regular_polygon(8, pin / 2 / math.cos(math.pi / 8), math.pi / 8)
         one = csg.prism(octagon, height, scale_top=0.7).translate((0, 0, -height / 2))
-    pins = [one.translate(((i - (nx - 1) / 2) * pitch, (j - (ny - 1) / 2) * pitch,
-                           height / 2 + 0.1))
-            for i in range(nx) for j in range(ny)]
+    pins = [
+        one.translate(((i - (nx - 1) / 2) * pitch, (j - (ny - 1) / 2) * pitch, height / 2 + 0.1))
+        for i in range(nx)
+        for j in range(ny)
+    ]
     holes = []
     for sx in (-1, 1):
         for sy in (-1, 1):
             xy = (sx * (w / 2 - 0.35), sy * (d / 2 - 0.35))
-            holes += [cylinder(1.0, 0.12).translate((*xy, -0.5)),
-                      cylinder(0.5, 0.22).translate((*xy, 0.1))]
+            holes += [cylinder(1.0, 0.12).translate((*xy, -0.5)), cylinder(0.5, 0.22).translate((*xy, 0.1))]
     pad = chamfered_box(0.5 * w, 0.5 * d, 0.2, 0.05).translate((0, 0, -0.25))
-    label = [box(0.05, 0.4 * d, 0.1).translate((x, 0, -0.15))
-             for x in np.linspace(-0.2 * w, 0.2 * w, 7)]
+    label = [box(0.05, 0.4 * d, 0.1).translate((x, 0, -0.15)) for x in np.linspace(-0.2 * w, 0.2 * w, 7)]
     return subtract(union([base, *pins]), [*holes, pad, *label])
 
 
@@ -410,17 +466,18 @@ def tower_block(p: Params) -> Manifold:
                     cuts.append(window.translate((x, -depth / 2, z)).rotate((0, 0, face)))
                     sills.append(sill.translate((x, -depth / 2, z - 0.3 * fh)).rotate((0, 0, face)))
         solids += [subtract(block, cuts), *sills]
-        solids += [chamfered_box(w + 0.3, d + 0.3, 0.18, 0.06).translate((0, 0, f * fh))
-                   for f in range(lo + 1, hi + 1)]
+        solids += [chamfered_box(w + 0.3, d + 0.3, 0.18, 0.06).translate((0, 0, f * fh)) for f in range(lo + 1, hi + 1)]
     top = floors * fh
     parapet = subtract(box(w + 0.2, d + 0.2, 0.5), [box(w - 0.2, d - 0.2, 1.0)])
-    tank = union([parts.chamfered_disc(0.5, 0.8, 0.0, 0.1),
-                  cylinder(0.3, 0.5, 0.05).translate((0, 0, 0.79))])
-    legs = [chamfered_box(0.08, 0.08, 0.6, 0.02).translate((0.35 * sx, 0.35 * sy, -0.3))
-            for sx in (-1, 1) for sy in (-1, 1)]
-    solids += [parapet.translate((0, 0, top + 0.2)),
-               union([tank, *legs]).translate((0.2 * w, 0.1 * d, top + 0.6)),
-               chamfered_box(w0 + 0.6, d0 + 0.6, 0.4, 0.1).translate((0, 0, -0.1))]
+    tank = union([parts.chamfered_disc(0.5, 0.8, 0.0, 0.1), cylinder(0.3, 0.5, 0.05).translate((0, 0, 0.79))])
+    legs = [
+        chamfered_box(0.08, 0.08, 0.6, 0.02).translate((0.35 * sx, 0.35 * sy, -0.3)) for sx in (-1, 1) for sy in (-1, 1)
+    ]
+    solids += [
+        parapet.translate((0, 0, top + 0.2)),
+        union([tank, *legs]).translate((0.2 * w, 0.1 * d, top + 0.6)),
+        chamfered_box(w0 + 0.6, d0 + 0.6, 0.4, 0.1).translate((0, 0, -0.1)),
+    ]
     return union(solids)
 
 
@@ -448,10 +505,19 @@ def pinecone(p: Params) -> Manifold:
     profile = np.c_[radius * np.sin(np.pi * t) ** 0.7 * (1 - 0.35 * t), height * t]
     body = lathe(np.r_[profile[:-1], [(0.0, height)]], 64)
     w = 2.6 * math.pi * radius / math.sqrt(scales) * 1.1
-    scale = Manifold.hull_points(np.array([
-        (-w / 2, 0, -0.1), (w / 2, 0, -0.1), (0, -0.45 * w, -0.1), (0, 0.6 * w, -0.1),
-        (-0.2 * w, 0.35 * w, 0.25 * w), (0.2 * w, 0.35 * w, 0.25 * w), (0, 0.05 * w, 0.18 * w),
-    ]))
+    scale = Manifold.hull_points(
+        np.array(
+            [
+                (-w / 2, 0, -0.1),
+                (w / 2, 0, -0.1),
+                (0, -0.45 * w, -0.1),
+                (0, 0.6 * w, -0.1),
+                (-0.2 * w, 0.35 * w, 0.25 * w),
+                (0.2 * w, 0.35 * w, 0.25 * w),
+                (0, 0.05 * w, 0.18 * w),
+            ]
+        )
+    )
     pieces = [body]
     for i in range(scales):
         frac = 0.06 + 0.88 * (i + 0.5) / scales
@@ -470,8 +536,7 @@ def pinecone(p: Params) -> Manifold:
 def carved_stone(p: Params) -> Manifold:
     """Organic pebble (smoothly warped ellipsoid) carved with a meander band, a field of drilled
     dimples and a ring of raised bosses."""
-    axes = np.array([p.uniform("axis_x", 1.0, 1.3), p.uniform("axis_y", 0.8, 1.1),
-                     p.uniform("axis_z", 0.7, 1.0)])
+    axes = np.array([p.uniform("axis_x", 1.0, 1.3), p.uniform("axis_y", 0.8, 1.1), p.uniform("axis_z", 0.7, 1.0)])
     amp = p.uniform("warp_amplitude", 0.03, 0.08)
     dimples = p.integer("dimples", 260, 380)
     keys = p.integer("meander_units", 16, 24)
@@ -500,12 +565,21 @@ def carved_stone(p: Params) -> Manifold:
     for theta, phi in zip(polar, k * GOLDEN_ANGLE):
         if theta > 0.45 * math.pi:
             continue
-        cuts.append(on_stone(Manifold.sphere(0.035, parts.SMALL_SEGMENTS).translate((0, 0, 0.01)),
-                             (math.sin(theta) * math.cos(phi), math.sin(theta) * math.sin(phi),
-                              math.cos(theta))))
+        cuts.append(
+            on_stone(
+                Manifold.sphere(0.035, parts.SMALL_SEGMENTS).translate((0, 0, 0.01)),
+                (math.sin(theta) * math.cos(phi), math.sin(theta) * math.sin(phi), math.cos(theta)),
+            )
+        )
     stroke = box(0.025, 0.12, 0.06)
-    unit = [(0.0, 0.0, 0.0), (0.06, 0.0, 90.0), (0.06, -0.06, 0.0), (0.0, -0.06, 90.0),
-            (0.12, 0.06, 0.0), (0.18, 0.0, 90.0)]
+    unit = [
+        (0.0, 0.0, 0.0),
+        (0.06, 0.0, 90.0),
+        (0.06, -0.06, 0.0),
+        (0.0, -0.06, 90.0),
+        (0.12, 0.06, 0.0),
+        (0.18, 0.0, 90.0),
+    ]
     for j in range(keys):
         a0 = 2 * math.pi * j / keys
         for ds, dz, ang in unit:
@@ -513,8 +587,10 @@ def carved_stone(p: Params) -> Manifold:
             direction = (math.cos(a), math.sin(a), dz - 0.35)
             cuts.append(on_stone(stroke.rotate((0, 0, ang)), direction))
     boss = parts.chamfered_disc(0.05, 0.1, 0.0, 0.02, parts.SMALL_SEGMENTS).translate((0, 0, -0.05))
-    adds += [on_stone(boss, (math.cos(a), math.sin(a), -0.7))
-             for a in np.linspace(0, 2 * math.pi, p.integer("bosses", 20, 30), endpoint=False)]
+    adds += [
+        on_stone(boss, (math.cos(a), math.sin(a), -0.7))
+        for a in np.linspace(0, 2 * math.pi, p.integer("bosses", 20, 30), endpoint=False)
+    ]
     return union([subtract(stone, cuts), *adds])
 
 
@@ -530,28 +606,40 @@ def medallion(p: Params) -> Manifold:
     points = p.integer("star_points", 5, 9)
     glyphs = p.integer("glyphs", 18, 28)
     t, rim = thick, 1.2
-    body = lathe([(0, 0), (rad - 0.2, 0), (rad, 0.2), (rad, t - 0.2), (rad - 0.2, t),
-                  (rad - rim, t), (rad - rim - 0.2, t - 0.3), (0, t - 0.3)], 4 * csg.SEGMENTS)
+    body = lathe(
+        [
+            (0, 0),
+            (rad - 0.2, 0),
+            (rad, 0.2),
+            (rad, t - 0.2),
+            (rad - 0.2, t),
+            (rad - rim, t),
+            (rad - rim - 0.2, t - 0.3),
+            (0, t - 0.3),
+        ],
+        4 * csg.SEGMENTS,
+    )
     field = t - 0.3
-    cuts = [box(0.22, 0.3, t + 1).translate((rad, 0, t / 2)).rotate((0, 0, 360 * i / reeds))
-            for i in range(reeds)]
+    cuts = [box(0.22, 0.3, t + 1).translate((rad, 0, t / 2)).rotate((0, 0, 360 * i / reeds)) for i in range(reeds)]
     ray = box(0.5 * rad, 0.08, 0.2).translate((0.45 * rad, 0, field))
     cuts += around(ray, rays, 180 / rays)
-    cuts += [lathe([(r0, -0.1), (r0 + 0.12, 0.15), (r0 - 0.12, 0.15)], 4 * csg.SEGMENTS)
-             for r0 in np.linspace(2.0, rad - 2.0, p.integer("reverse_rings", 8, 14))]
+    cuts += [
+        lathe([(r0, -0.1), (r0 + 0.12, 0.15), (r0 - 0.12, 0.15)], 4 * csg.SEGMENTS)
+        for r0 in np.linspace(2.0, rad - 2.0, p.integer("reverse_rings", 8, 14))
+    ]
     strokes = [box(0.12, 0.6, 0.2), box(0.6, 0.12, 0.2), box(0.12, 0.85, 0.2).rotate((0, 0, 35))]
     glyph_r = rad - rim - 0.9
     for i in range(glyphs):
         picks = p.rng.choice(len(strokes), int(p.rng.integers(2, 4)), replace=False)
         offsets = p.rng.uniform(-0.2, 0.2, (len(picks), 2))
         glyph = union([strokes[k].translate((dx, dy, 0)) for k, (dx, dy) in zip(picks, offsets)])
-        cuts.append(glyph.rotate((0, 0, -90)).translate((glyph_r, 0, field))
-                    .rotate((0, 0, 360 * i / glyphs)))
+        cuts.append(glyph.rotate((0, 0, -90)).translate((glyph_r, 0, field)).rotate((0, 0, 360 * i / glyphs)))
     medal = subtract(body, cuts)
     star = csg.radial_polygon(lambda a: np.where(np.arange(len(a)) % 2 == 0, 3.0, 1.3), 2 * points)
     emblem = csg.prism(star, 0.6, scale_top=0.6).translate((0, 0, field - 0.1))
     bead = Manifold.sphere(0.22, parts.SMALL_SEGMENTS).translate(
-        (rad - rim - 0.35, 0, field - 0.05))  # centred below the field: no equator on the plane
+        (rad - rim - 0.35, 0, field - 0.05)
+    )  # centred below the field: no equator on the plane
     boss = parts.chamfered_disc(0.8, 0.9, 0.0, 0.2).translate((0, 0, field - 0.13))
     return union([medal, emblem, boss, *around(bead, beads)])
 
@@ -568,20 +656,48 @@ def turbine_rotor(p: Params) -> Manifold:
     solids = []
     for s in range(stages):
         z = s * gap
-        disc = lathe([(0, 0), (1.4, 0), (1.4, -0.3), (2.2, -0.3), (2.4, 0.2), (r_disc - 0.3, 0.25),
-                      (r_disc, 0.35), (r_disc, 0.85), (r_disc - 0.3, 0.95), (2.4, 1.0),
-                      (2.2, 1.5), (1.4, 1.5), (1.4, 1.2), (0, 1.2)], 2 * csg.SEGMENTS)
+        disc = lathe(
+            [
+                (0, 0),
+                (1.4, 0),
+                (1.4, -0.3),
+                (2.2, -0.3),
+                (2.4, 0.2),
+                (r_disc - 0.3, 0.25),
+                (r_disc, 0.35),
+                (r_disc, 0.85),
+                (r_disc - 0.3, 0.95),
+                (2.4, 1.0),
+                (2.2, 1.5),
+                (1.4, 1.5),
+                (1.4, 1.2),
+                (0, 1.2),
+            ],
+            2 * csg.SEGMENTS,
+        )
         holes = around(cylinder(3, 0.18).translate((1.85, 0, -1)), 8, 22.5)
         nuts = around(parts.hex_nut(0.4, 0.25).translate((2.9, 0, 0.95)), 12)
-        blade = chamfered_box(span + 0.4, 0.9, 0.14, 0.05).rotate(
-            (stagger * (1 if s % 2 else -1), 0, 0)).translate((r_disc + span / 2 - 0.2, 0, 0.6))
+        blade = (
+            chamfered_box(span + 0.4, 0.9, 0.14, 0.05)
+            .rotate((stagger * (1 if s % 2 else -1), 0, 0))
+            .translate((r_disc + span / 2 - 0.2, 0, 0.6))
+        )
         ring = around(blade, blades + 6 * s, 0.37 * s)
         stage = [subtract(disc, holes), *nuts, *ring]
         if shroud:
-            stage.append(lathe([(r_disc + span - 0.25, 0.15), (r_disc + span + 0.15, 0.15),
-                                (r_disc + span + 0.25, 0.35), (r_disc + span + 0.25, 0.85),
-                                (r_disc + span + 0.15, 1.05), (r_disc + span - 0.25, 1.05)],
-                               4 * csg.SEGMENTS))
+            stage.append(
+                lathe(
+                    [
+                        (r_disc + span - 0.25, 0.15),
+                        (r_disc + span + 0.15, 0.15),
+                        (r_disc + span + 0.25, 0.35),
+                        (r_disc + span + 0.25, 0.85),
+                        (r_disc + span + 0.15, 1.05),
+                        (r_disc + span - 0.25, 1.05),
+                    ],
+                    4 * csg.SEGMENTS,
+                )
+            )
         solids.append(union(stage).translate((0, 0, z)))
     shaft = parts.thread(0.9, 0.3, stages * gap + 1.5).translate((0, 0, -0.8))
     nut = parts.hex_nut(2.2, 0.8).translate((0, 0, stages * gap - 0.7))
@@ -603,11 +719,24 @@ def pipe_manifold(p: Params) -> Manifold:
     nut = parts.hex_nut(0.32, 0.25)
     stud = parts.chamfered_disc(0.09, 0.45, 0.03, 0.03, parts.SMALL_SEGMENTS)
     bolt_r = (rf + r) / 2 + 0.05
-    joint = union([flange, flange.translate((0, 0, 0.37)),
-                   *around(union([head.translate((0, 0, 0.7)), nut.translate((0, 0, -0.24)),
-                                  stud.translate((0, 0, -0.4))]).translate((bolt_r, 0, 0)), bolts)])
-    rim = lathe([(0.9 * r + 0.12 * r * math.cos(a), 0.12 * r * math.sin(a))
-                 for a in np.linspace(0, 2 * math.pi, 40, endpoint=False)])
+    joint = union(
+        [
+            flange,
+            flange.translate((0, 0, 0.37)),
+            *around(
+                union(
+                    [head.translate((0, 0, 0.7)), nut.translate((0, 0, -0.24)), stud.translate((0, 0, -0.4))]
+                ).translate((bolt_r, 0, 0)),
+                bolts,
+            ),
+        ]
+    )
+    rim = lathe(
+        [
+            (0.9 * r + 0.12 * r * math.cos(a), 0.12 * r * math.sin(a))
+            for a in np.linspace(0, 2 * math.pi, 40, endpoint=False)
+        ]
+    )
     spoke = cylinder(0.9 * r, 0.05 * r, segments=parts.SMALL_SEGMENTS).rotate((0, 90, 0))
     hub = parts.chamfered_disc(0.2 * r, 0.3 * r, 0.05 * r, 0.05 * r).translate((0, 0, -0.15 * r))
     wheel = union([rim, *around(spoke, 5), hub])
@@ -621,6 +750,5 @@ def pipe_manifold(p: Params) -> Manifold:
         pipe = cylinder(height + 0.4, 0.7 * r).translate((x, 0, 0))
         valve = chamfered_box(1.5 * r, 1.5 * r, 1.2 * r, 0.15 * r).translate((x, 0, 0.55 * height))
         stem = cylinder(1.2 * r, 0.1 * r).translate((x, 0, 0.55 * height))
-        solids += [pipe, valve, stem, wheel.translate((x, 0, 0.55 * height + 1.3 * r)),
-                   joint.translate((x, 0, height))]
+        solids += [pipe, valve, stem, wheel.translate((x, 0, 0.55 * height + 1.3 * r)), joint.translate((x, 0, height))]
     return union(solids)

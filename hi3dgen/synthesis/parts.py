@@ -16,8 +16,9 @@ SMALL_SEGMENTS = 32  # small repeated parts: 11.25° facets, still below the sha
 TAN30 = math.tan(math.radians(30))
 
 
-def chamfered_disc(r: float, h: float, c_bottom: float = 0.0, c_top: float = 0.0,
-                   segments: int = csg.SEGMENTS) -> Manifold:
+def chamfered_disc(
+    r: float, h: float, c_bottom: float = 0.0, c_top: float = 0.0, segments: int = csg.SEGMENTS
+) -> Manifold:
     """A cylinder from z=0 to z=h with 45° chamfers of the given sizes on its rims."""
     pts = [(0.0, 0.0), (r - c_bottom, 0.0)]
     if c_bottom:
@@ -45,9 +46,7 @@ def hex_nut(across_flats: float, h: float, chamfer_bottom: bool = True) -> Manif
 
 def rivet(r: float, h: float, embed: float) -> Manifold:
     """A flat-topped, chamfered rivet head, sunk `embed` below z=0 into the skin it holds."""
-    return csg.lathe(
-        [(0.0, -embed), (r, -embed), (r, 0.55 * h), (0.65 * r, h), (0.0, h)], SMALL_SEGMENTS
-    )
+    return csg.lathe([(0.0, -embed), (r, -embed), (r, 0.55 * h), (0.65 * r, h), (0.0, h)], SMALL_SEGMENTS)
 
 
 def thread(r_core: float, pitch: float, length: float, starts: int = 1) -> Manifold:
@@ -64,9 +63,12 @@ def thread(r_core: float, pitch: float, length: float, starts: int = 1) -> Manif
         z0 = lead * (theta - theta[0]) / (2 * math.pi) + (s - 1) * pitch
         ang = theta + 2 * math.pi * s / starts
         ring = [(r_in, -0.4 * pitch), (r_core + depth, 0.0), (r_in, 0.4 * pitch)]
-        verts = np.concatenate(
-            [np.c_[r * np.cos(ang), r * np.sin(ang), z0 + dz] for r, dz in ring]
-        ).reshape(3, steps + 1, 3).transpose(1, 0, 2).reshape(-1, 3)
+        verts = (
+            np.concatenate([np.c_[r * np.cos(ang), r * np.sin(ang), z0 + dz] for r, dz in ring])
+            .reshape(3, steps + 1, 3)
+            .transpose(1, 0, 2)
+            .reshape(-1, 3)
+        )
         tubes.append(_sweep_solid(verts, steps))
     return csg.union(tubes).trim_by_plane((0, 0, 1), 0.0).trim_by_plane((0, 0, -1), -length)
 
@@ -88,8 +90,7 @@ def _sweep_solid(verts: np.ndarray, steps: int) -> Manifold:
     return Manifold(Mesh64(vert_properties=np.ascontiguousarray(verts), tri_verts=faces))
 
 
-def gear(teeth: int, module: float, h: float, twist: float = 0.0,
-         chamfer: float | None = None) -> Manifold:
+def gear(teeth: int, module: float, h: float, twist: float = 0.0, chamfer: float | None = None) -> Manifold:
     """A gear of trapezoid teeth from z=0 to z=h (helical when twisted), tooth tips chamfered."""
     r_pitch = module * teeth / 2
     r_tip, r_root = r_pitch + module, r_pitch - 1.25 * module
@@ -102,6 +103,15 @@ def gear(teeth: int, module: float, h: float, twist: float = 0.0,
     body = csg.prism(np.asarray(pts), h, divisions, twist)
     c = 0.35 * module if chamfer is None else chamfer
     d = 0.1 * h
-    cone = csg.lathe([(0.0, -d), (r_tip - c - d, -d), (r_tip + c, 2 * c), (r_tip + c, h - 2 * c),
-                      (r_tip - c - d, h + d), (0.0, h + d)], 2 * csg.SEGMENTS)
+    cone = csg.lathe(
+        [
+            (0.0, -d),
+            (r_tip - c - d, -d),
+            (r_tip + c, 2 * c),
+            (r_tip + c, h - 2 * c),
+            (r_tip - c - d, h + d),
+            (0.0, h + d),
+        ],
+        2 * csg.SEGMENTS,
+    )
     return body ^ cone

@@ -77,8 +77,9 @@ def check_families(names: list[str] | None) -> list[str]:
     return names
 
 
-def synthesize(count: int, seed: int, out_dir: str | os.PathLike, executor: ExecutorConfig,
-               families: list[str] | None = None) -> list[dict]:
+def synthesize(
+    count: int, seed: int, out_dir: str | os.PathLike, executor: ExecutorConfig, families: list[str] | None = None
+) -> list[dict]:
     """Write `count` DetailVerse assets to `out_dir/assets/` and their rows to
     `out_dir/manifest.jsonl`; returns the rows."""
     if count < 0 or seed < 0:

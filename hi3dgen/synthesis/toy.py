@@ -21,12 +21,10 @@ def _cylinder_sdf(p: np.ndarray, radius: float, half_height: float) -> np.ndarra
     return np.minimum(d.max(-1), 0) + np.linalg.norm(np.maximum(d, 0), axis=-1)
 
 
-def toy_shape(index: int, seed: int, cfg: ShapeDataConfig, surface_points: int = 2048,
-              sdf_points: int = 4096) -> dict:
+def toy_shape(index: int, seed: int, cfg: ShapeDataConfig, surface_points: int = 2048, sdf_points: int = 4096) -> dict:
     """One analytic shape (box, sphere or capped cylinder, longest side 1) as a decoded shape
     sample: surface (N, 6), exact sdf (M, 4), normals (V, 3, H, W), masks, cameras."""
     import trimesh
-
 
     rng = np.random.default_rng([seed, index])
     kind = index % 3
@@ -54,9 +52,12 @@ def toy_shape(index: int, seed: int, cfg: ShapeDataConfig, surface_points: int =
         "sdf": np.concatenate([queries, sdf(queries)[:, None]], 1).astype(np.float32),
         "normals": np.stack([v.normal.transpose(2, 0, 1) for v in views]).astype(np.float32),
         "masks": np.stack([v.mask for v in views]),
-        "cameras": {"K": np.stack([c.K for c in cams]).astype(np.float32),
-                    "c2w": np.stack([c.c2w for c in cams]).astype(np.float32),
-                    "width": cfg.toy_size, "height": cfg.toy_size},
+        "cameras": {
+            "K": np.stack([c.K for c in cams]).astype(np.float32),
+            "c2w": np.stack([c.c2w for c in cams]).astype(np.float32),
+            "width": cfg.toy_size,
+            "height": cfg.toy_size,
+        },
     }
 
 

@@ -8,7 +8,6 @@ import dataclasses
 from hi3dgen.config import add_nested_command
 from hi3dgen.data import DOMAIN_FILTERS
 
-
 # Trainer and data fields a flag may override: flag name -> (config section, field, type, help).
 TRAINER_FLAGS = {
     "steps": ("trainer", "steps", int, None),
@@ -66,8 +65,11 @@ def register(subparsers) -> None:
     add_trainer_args(p, "a view shard dir, or `toy` for procedural views")
     p.add_argument("--stage", type=int, choices=(1, 2), default=1)
     p.add_argument("--init", help="stage 2: the stage-1 checkpoint (RUN1/checkpoints/last.pt)")
-    p.add_argument("--preset", default="base",
-                   help="tiny | small | base | no_noise | single_stream | no_stage2, or a '+' list (tiny+no_noise)")
+    p.add_argument(
+        "--preset",
+        default="base",
+        help="tiny | small | base | no_noise | single_stream | no_stage2, or a '+' list (tiny+no_noise)",
+    )
     p.add_argument("--domain", choices=DOMAIN_FILTERS, help="default: real (stage 1), synthetic (stage 2)")
     p.add_argument("--val-domain", choices=DOMAIN_FILTERS)
     p.add_argument("--loss", choices=("l2", "angular"))
@@ -132,8 +134,15 @@ def _train_norld(args) -> int:
 
     cfg = preset_config(args.preset, args.vae)
     apply_trainer_args(cfg, args, "norld")
-    reg = {"weight": args.reg_weight, "share": args.reg_share, "t_min": args.reg_t_min, "t_max": args.reg_t_max,
-           "views": args.reg_views, "max_samples": args.reg_samples, "render_size": args.render_size}
+    reg = {
+        "weight": args.reg_weight,
+        "share": args.reg_share,
+        "t_min": args.reg_t_min,
+        "t_max": args.reg_t_max,
+        "views": args.reg_views,
+        "max_samples": args.reg_samples,
+        "render_size": args.render_size,
+    }
     cfg.reg = dataclasses.replace(cfg.reg, **{k: v for k, v in reg.items() if v is not None})
     if args.reg_grid:
         cfg.reg.extract = ExtractConfig(resolution=args.reg_grid)
@@ -141,5 +150,3 @@ def _train_norld(args) -> int:
     metrics = train_norld(cfg, args.out)
     print(" ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
     return 0
-
-

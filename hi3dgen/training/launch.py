@@ -17,8 +17,15 @@ from hi3dgen.parallel import ExecutorConfig, init_ray
 
 # Variables a Ray worker needs to log into the same MLflow run and find the project; NVLink
 # multicast stays off in every process (multi-GPU hosts share their GPUs with others).
-FORWARDED_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "HI3DGEN_ROOT", "HI3DGEN_STATE",
-                 "NCCL_NVLS_ENABLE", "TORCH_SYMM_MEM_DISABLE_MULTICAST", "NVSHMEM_DISABLE_NVLS")
+FORWARDED_ENV = (
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_RUN_ID",
+    "HI3DGEN_ROOT",
+    "HI3DGEN_STATE",
+    "NCCL_NVLS_ENABLE",
+    "TORCH_SYMM_MEM_DISABLE_MULTICAST",
+    "NVSHMEM_DISABLE_NVLS",
+)
 
 
 @dataclasses.dataclass
@@ -42,8 +49,7 @@ def launch(train_fn: Callable, cfg, out_dir: str, launch_cfg: LaunchConfig) -> d
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    init_ray(ExecutorConfig(address=launch_cfg.ray_address),
-             runtime_env={"env_vars": _worker_env()})
+    init_ray(ExecutorConfig(address=launch_cfg.ray_address), runtime_env={"env_vars": _worker_env()})
 
     def per_worker(_config: dict) -> None:
         import ray.train
@@ -53,10 +59,14 @@ def launch(train_fn: Callable, cfg, out_dir: str, launch_cfg: LaunchConfig) -> d
 
     trainer = TorchTrainer(
         per_worker,
-        scaling_config=ScalingConfig(num_workers=launch_cfg.workers, use_gpu=launch_cfg.use_gpu,
-                                     resources_per_worker={"CPU": launch_cfg.cpus_per_worker}),
-        run_config=RunConfig(name=os.path.basename(os.path.normpath(out_dir)),
-                             storage_path=str(tracking.state_dir() / "ray_results")),
+        scaling_config=ScalingConfig(
+            num_workers=launch_cfg.workers,
+            use_gpu=launch_cfg.use_gpu,
+            resources_per_worker={"CPU": launch_cfg.cpus_per_worker},
+        ),
+        run_config=RunConfig(
+            name=os.path.basename(os.path.normpath(out_dir)), storage_path=str(tracking.state_dir() / "ray_results")
+        ),
     )
     result = trainer.fit()
     return result.metrics

@@ -23,8 +23,8 @@ from hi3dgen.data.views import ViewBatches, ViewDataConfig, eval_views, prepare_
 from hi3dgen.eval.normals import NormalMetrics, NormalMetricsConfig, angular_error_deg
 from hi3dgen.inference.checkpoints import nirne_from_state
 from hi3dgen.models.nirne import NiRNE, NiRNEConfig
-from hi3dgen.training.trainer import Trainer, TrainerConfig, init_distributed
 from hi3dgen.training.tracking import TrackingConfig
+from hi3dgen.training.trainer import Trainer, TrainerConfig, init_distributed
 
 LOSSES = ("l2", "angular")
 
@@ -68,26 +68,47 @@ class NiRNERunConfig:
 # ---- presets ---------------------------------------------------------------------------------
 def _tiny(cfg: NiRNERunConfig) -> None:
     cfg.model = dataclasses.replace(cfg.model, width=16, mults=(1, 2, 2), blocks=1, patch=1, emb_dim=32, head_ch=8)
-    cfg.data = dataclasses.replace(cfg.data, batch_size=8, val_samples=16, toy_train=128, toy_size=48,
-                                   augment=dataclasses.replace(cfg.data.augment, resolution=32))
-    cfg.trainer = dataclasses.replace(cfg.trainer, steps=150, ema_decay=0.99, log_every=10, ckpt_every=50,
-                                      optim=dataclasses.replace(cfg.trainer.optim, lr=2e-3, warmup_steps=10))
+    cfg.data = dataclasses.replace(
+        cfg.data,
+        batch_size=8,
+        val_samples=16,
+        toy_train=128,
+        toy_size=48,
+        augment=dataclasses.replace(cfg.data.augment, resolution=32),
+    )
+    cfg.trainer = dataclasses.replace(
+        cfg.trainer,
+        steps=150,
+        ema_decay=0.99,
+        log_every=10,
+        ckpt_every=50,
+        optim=dataclasses.replace(cfg.trainer.optim, lr=2e-3, warmup_steps=10),
+    )
 
 
 def _small(cfg: NiRNERunConfig) -> None:
     """One GPU for minutes at 128^2: the scale of the ablation grid."""
     cfg.model = dataclasses.replace(cfg.model, width=64, mults=(1, 2, 4), blocks=2, patch=2, emb_dim=128)
-    cfg.data = dataclasses.replace(cfg.data, batch_size=32, workers=8, toy_train=2000, toy_size=128,
-                                   augment=dataclasses.replace(cfg.data.augment, resolution=128))
-    cfg.trainer = dataclasses.replace(cfg.trainer, steps=1500, log_every=100, ckpt_every=500,
-                                      optim=dataclasses.replace(cfg.trainer.optim, lr=5e-4))
+    cfg.data = dataclasses.replace(
+        cfg.data,
+        batch_size=32,
+        workers=8,
+        toy_train=2000,
+        toy_size=128,
+        augment=dataclasses.replace(cfg.data.augment, resolution=128),
+    )
+    cfg.trainer = dataclasses.replace(
+        cfg.trainer, steps=1500, log_every=100, ckpt_every=500, optim=dataclasses.replace(cfg.trainer.optim, lr=5e-4)
+    )
 
 
 def _base(cfg: NiRNERunConfig) -> None:
-    cfg.data = dataclasses.replace(cfg.data, batch_size=16, workers=8,
-                                   augment=dataclasses.replace(cfg.data.augment, resolution=512))
-    cfg.trainer = dataclasses.replace(cfg.trainer, steps=20000, log_every=50, val_every=1000, vis_every=1000,
-                                      ckpt_every=1000)
+    cfg.data = dataclasses.replace(
+        cfg.data, batch_size=16, workers=8, augment=dataclasses.replace(cfg.data.augment, resolution=512)
+    )
+    cfg.trainer = dataclasses.replace(
+        cfg.trainer, steps=20000, log_every=50, val_every=1000, vis_every=1000, ckpt_every=1000
+    )
 
 
 def _no_noise(cfg: NiRNERunConfig) -> None:
@@ -102,7 +123,14 @@ def _no_stage2(cfg: NiRNERunConfig) -> None:
     cfg.stages = (1,)
 
 
-PRESETS = {"tiny": _tiny, "small": _small, "base": _base, "no_noise": _no_noise, "single_stream": _single_stream, "no_stage2": _no_stage2}
+PRESETS = {
+    "tiny": _tiny,
+    "small": _small,
+    "base": _base,
+    "no_noise": _no_noise,
+    "single_stream": _single_stream,
+    "no_stage2": _no_stage2,
+}
 SIZES = ("tiny", "small", "base")
 
 
@@ -210,7 +238,9 @@ class NiRNETrainer(Trainer):
         for pool in (metrics.all, metrics.sharp):
             ranks = self.all_gather((pool.hist, pool.total, pool.count))
             pool.hist, pool.total, pool.count = (sum(parts) for parts in zip(*ranks))
-        return {k: v for k, v in metrics.result().items() if k in ("NE", "SNE", "median", "pct_11.25", "pct_22.5", "pct_30")}
+        return {
+            k: v for k, v in metrics.result().items() if k in ("NE", "SNE", "median", "pct_11.25", "pct_22.5", "pct_30")
+        }
 
     def visualize(self) -> dict[str, np.ndarray]:
         batch, pred = self._predict(self._val_views()[: self.run_cfg.data.vis_samples])
@@ -234,8 +264,14 @@ def build_model(cfg: NiRNERunConfig) -> NiRNE:
 
 
 def build_data(cfg: NiRNERunConfig, pin_memory: bool = False) -> ViewBatches:
-    return ViewBatches(train_stream(cfg.data, cfg.domain, cfg.trainer.seed), cfg.data.batch_size, cfg.data.augment,
-                       seed=cfg.trainer.seed, workers=cfg.data.workers, pin_memory=pin_memory)
+    return ViewBatches(
+        train_stream(cfg.data, cfg.domain, cfg.trainer.seed),
+        cfg.data.batch_size,
+        cfg.data.augment,
+        seed=cfg.trainer.seed,
+        workers=cfg.data.workers,
+        pin_memory=pin_memory,
+    )
 
 
 def train_nirne(cfg: NiRNERunConfig, out_dir: str, stop_at: int | None = None) -> dict[str, float]:

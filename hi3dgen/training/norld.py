@@ -22,20 +22,20 @@ import torch
 import torch.nn.functional as F
 from torch.profiler import record_function
 
+from hi3dgen.data.cameras import batch_cameras
+from hi3dgen.data.shapes import ShapeDataConfig, prepare_shape
+from hi3dgen.device import resolve_device
+from hi3dgen.eval.norld import SampleConfig, evaluate_generation, generate_meshes
 from hi3dgen.eval.normals import NormalMetrics, NormalMetricsConfig
+from hi3dgen.eval.shapes import normals_grid, render_meshes, shape_set
 from hi3dgen.geometry.mesh_extract import ExtractConfig
+from hi3dgen.inference.checkpoints import load_vae, load_weights
 from hi3dgen.models import shape_vae
 from hi3dgen.models.norld import NoRLD, NoRLDConfig
 from hi3dgen.models.norld import preset as model_preset
 from hi3dgen.render.diff_normals import normal_error, render_normals
-from hi3dgen.device import resolve_device
-from hi3dgen.training.trainer import Trainer, TrainerConfig, init_distributed
 from hi3dgen.training.tracking import TrackingConfig
-from hi3dgen.data.cameras import batch_cameras
-from hi3dgen.data.shapes import ShapeDataConfig, prepare_shape
-from hi3dgen.eval.norld import SampleConfig, evaluate_generation, generate_meshes
-from hi3dgen.eval.shapes import normals_grid, render_meshes, shape_set
-from hi3dgen.inference.checkpoints import load_vae, load_weights
+from hi3dgen.training.trainer import Trainer, TrainerConfig, init_distributed
 from hi3dgen.training.vae import build_data, train_stream
 
 
@@ -82,22 +82,54 @@ def preset_config(name: str, vae: str, **fields) -> NoRLDRunConfig:
         cfg.reg = dataclasses.replace(cfg.reg, render_size=32, max_samples=2, extract=ExtractConfig(resolution=24))
         cfg.sample = dataclasses.replace(cfg.sample, steps=10)
         cfg.eval_extract = ExtractConfig(resolution=32)
-        cfg.trainer = dataclasses.replace(cfg.trainer, steps=300, ema_decay=0.99, log_every=10, ckpt_every=100,
-                                          optim=dataclasses.replace(cfg.trainer.optim, lr=1e-3, warmup_steps=20))
+        cfg.trainer = dataclasses.replace(
+            cfg.trainer,
+            steps=300,
+            ema_decay=0.99,
+            log_every=10,
+            ckpt_every=100,
+            optim=dataclasses.replace(cfg.trainer.optim, lr=1e-3, warmup_steps=20),
+        )
     elif name == "small":
         cfg.data = dataclasses.replace(cfg.data, batch_size=32, workers=4, val_shapes=8)
-        cfg.reg = dataclasses.replace(cfg.reg, share=0.5, t_max=0.5, max_samples=4, views=4, render_size=96,
-                                      extract=ExtractConfig(resolution=49, coarse=13))
+        cfg.reg = dataclasses.replace(
+            cfg.reg,
+            share=0.5,
+            t_max=0.5,
+            max_samples=4,
+            views=4,
+            render_size=96,
+            extract=ExtractConfig(resolution=49, coarse=13),
+        )
         cfg.eval_extract = ExtractConfig(resolution=65, coarse=17)
-        cfg.trainer = dataclasses.replace(cfg.trainer, steps=1500, log_every=50, ckpt_every=500,
-                                          optim=dataclasses.replace(cfg.trainer.optim, lr=3e-4, warmup_steps=50))
+        cfg.trainer = dataclasses.replace(
+            cfg.trainer,
+            steps=1500,
+            log_every=50,
+            ckpt_every=500,
+            optim=dataclasses.replace(cfg.trainer.optim, lr=3e-4, warmup_steps=50),
+        )
     else:
         cfg.data = dataclasses.replace(cfg.data, batch_size=32, workers=8)
-        cfg.reg = dataclasses.replace(cfg.reg, share=0.5, t_max=0.5, max_samples=4, views=4, render_size=128,
-                                      extract=ExtractConfig(resolution=65, coarse=17))
+        cfg.reg = dataclasses.replace(
+            cfg.reg,
+            share=0.5,
+            t_max=0.5,
+            max_samples=4,
+            views=4,
+            render_size=128,
+            extract=ExtractConfig(resolution=65, coarse=17),
+        )
         cfg.eval_extract = ExtractConfig(resolution=129, coarse=33)
-        cfg.trainer = dataclasses.replace(cfg.trainer, steps=100000, log_every=50, val_every=5000, vis_every=2000,
-                                          ckpt_every=1000, optim=dataclasses.replace(cfg.trainer.optim, lr=1e-4))
+        cfg.trainer = dataclasses.replace(
+            cfg.trainer,
+            steps=100000,
+            log_every=50,
+            val_every=5000,
+            vis_every=2000,
+            ckpt_every=1000,
+            optim=dataclasses.replace(cfg.trainer.optim, lr=1e-4),
+        )
     fit_to_vae(cfg)
     return cfg
 
@@ -109,8 +141,13 @@ def fit_to_vae(cfg: NoRLDRunConfig) -> None:
     vae_cfg, _ = load_weights(cfg.vae, "shape_vae")
     vae_model = vae_cfg["model"]
     cfg.model = dataclasses.replace(cfg.model, num_latents=vae_model["num_latents"], latent_dim=vae_model["latent_dim"])
-    cfg.data = dataclasses.replace(cfg.data, surface_points=vae_model["num_points"], views=max(1, cfg.reg.views),
-                                   view_size=cfg.reg.render_size, cond_size=cfg.model.image_size)
+    cfg.data = dataclasses.replace(
+        cfg.data,
+        surface_points=vae_model["num_points"],
+        views=max(1, cfg.reg.views),
+        view_size=cfg.reg.render_size,
+        cond_size=cfg.model.image_size,
+    )
 
 
 class NoRLDTrainer(Trainer):
@@ -165,7 +202,9 @@ class NoRLDTrainer(Trainer):
                 if mesh is None:
                     errors.append(z.new_ones(()))
                     continue
-                maps = render_normals(mesh.vertices.float(), mesh.faces, batch_cameras(batch, i)[: reg.views], reg.backend)
+                maps = render_normals(
+                    mesh.vertices.float(), mesh.faces, batch_cameras(batch, i)[: reg.views], reg.backend
+                )
                 gt = batch["normals"][i, : reg.views].permute(0, 2, 3, 1)
                 errors.append(normal_error(maps, gt, batch["masks"][i, : reg.views]))
         return torch.stack(errors).mean()
@@ -185,14 +224,19 @@ class NoRLDTrainer(Trainer):
         sums: dict[str, tuple[float, float]] = {}
         for i, samples in self.val_batches(self._val_samples(), cfg.data.batch_size):
             sample = dataclasses.replace(cfg.sample, seed=cfg.sample.seed + i)
-            result = evaluate_generation(self.model, self.vae, samples, sample, cfg.eval_extract, cfg.metrics, self.device)
+            result = evaluate_generation(
+                self.model, self.vae, samples, sample, cfg.eval_extract, cfg.metrics, self.device
+            )
             pixels = NormalMetrics(cfg.metrics)
             for s in samples:
                 for g, m in zip(np.asarray(s["normals"], np.float32), np.asarray(s["masks"], bool)):
                     pixels.add(g, g, m)
             counts = pixels.result()
-            weights = {"chamfer": round(len(samples) * (1 - result["empty"])), "NE": counts["pixels"],
-                       "SNE": counts["sharp_pixels"]}
+            weights = {
+                "chamfer": round(len(samples) * (1 - result["empty"])),
+                "NE": counts["pixels"],
+                "SNE": counts["sharp_pixels"],
+            }
             for k, v in result.items():
                 w = weights.get(k, len(samples))
                 total, count = sums.get(k, (0.0, 0))
@@ -206,7 +250,9 @@ class NoRLDTrainer(Trainer):
 
     def visualize(self) -> dict[str, np.ndarray]:
         samples = self._val_samples()[: self.run_cfg.data.vis_shapes]
-        meshes = generate_meshes(self.model, self.vae, samples, self.run_cfg.sample, self.run_cfg.eval_extract, self.device)
+        meshes = generate_meshes(
+            self.model, self.vae, samples, self.run_cfg.sample, self.run_cfg.eval_extract, self.device
+        )
         views = min(self.run_cfg.reg.views, len(samples[0]["normals"]))
         return {"norld_normals": normals_grid(render_meshes(meshes, samples, views), samples, views)}
 

@@ -85,8 +85,12 @@ class Tracker:
             except MlflowException as exc:
                 if wait or "database is locked" not in str(exc):
                     raise
-                print(f"hi3dgen: the MLflow store {tracking.tracking_uri()} is locked; {len(self._pending)} metric "
-                      "values are kept and sent with the next ones", file=sys.stderr, flush=True)
+                print(
+                    f"hi3dgen: the MLflow store {tracking.tracking_uri()} is locked; {len(self._pending)} metric "
+                    "values are kept and sent with the next ones",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 return
             del self._pending[: len(batch)]
 
@@ -100,7 +104,9 @@ class Tracker:
         if not self.active:
             return
         self.flush()
-        keys = [k for k in self.client.get_run(self.run_id).data.metrics if k.startswith("train/") and k.endswith("loss")]
+        keys = [
+            k for k in self.client.get_run(self.run_id).data.metrics if k.startswith("train/") and k.endswith("loss")
+        ]
         curves = {k: [(m.step, m.value) for m in self.client.get_metric_history(self.run_id, k)] for k in keys}
         if curves:
             self.log_image("loss_curves", tracking.curves_image(curves), step)

@@ -116,8 +116,15 @@ class Trainer:
     kind = "model"  # stored in checkpoints so loaders know what they hold
     default_best_metric = ""  # the val metric `best_metric: auto` means (none here)
 
-    def __init__(self, cfg: TrainerConfig, model: nn.Module, data, out_dir: str | os.PathLike,
-                 run_config: dict, tracking: TrackingConfig | None = None):
+    def __init__(
+        self,
+        cfg: TrainerConfig,
+        model: nn.Module,
+        data,
+        out_dir: str | os.PathLike,
+        run_config: dict,
+        tracking: TrackingConfig | None = None,
+    ):
         cfg.__post_init__()  # command-line flags may have set fields after construction
         self.cfg = cfg
         self.env = init_distributed(cfg.device)
@@ -134,9 +141,13 @@ class Trainer:
         if cuda:
             torch.cuda.set_device(self.device)  # NCCL collectives of objects use the current device
         torch.backends.cudnn.benchmark = cuda  # fixed crop sizes: let cuDNN pick its fastest kernels
-        self.autocast_dtype = torch.bfloat16 if (cfg.precision == "bf16" or (cfg.precision == "auto" and cuda)) else None
+        self.autocast_dtype = (
+            torch.bfloat16 if (cfg.precision == "bf16" or (cfg.precision == "auto" and cuda)) else None
+        )
         self.channels_last = cfg.channels_last and cuda
-        self.model = model.to(self.device, memory_format=torch.channels_last if self.channels_last else torch.preserve_format)
+        self.model = model.to(
+            self.device, memory_format=torch.channels_last if self.channels_last else torch.preserve_format
+        )
         self.params = self.trainable_parameters()
         if not self.params:
             raise ValueError("nothing to train: every parameter is frozen")
@@ -209,8 +220,10 @@ class Trainer:
             raise ValueError(f"checkpoint holds a {state.get('kind')!r} model, this trainer trains {self.kind!r}")
         ranks = len(state["rng"])
         if ranks != self.env.world_size:  # the data streams are split by rank too: no exact resume
-            raise ValueError(f"the checkpoint was written by {ranks} rank(s), this run has {self.env.world_size}: "
-                             "resume with as many ranks as wrote it")
+            raise ValueError(
+                f"the checkpoint was written by {ranks} rank(s), this run has {self.env.world_size}: "
+                "resume with as many ranks as wrote it"
+            )
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -281,7 +294,7 @@ class Trainer:
     def _eval_mode(self):
         self.model.eval()
         try:
-            with (self.ema.applied(self.model) if self.ema else contextlib.nullcontext()), torch.no_grad():
+            with self.ema.applied(self.model) if self.ema else contextlib.nullcontext(), torch.no_grad():
                 yield
         finally:
             self.model.train()
@@ -298,8 +311,9 @@ class Trainer:
         if not self.best_metric:
             return
         if self.best_metric not in metrics:
-            raise ValueError(f"best_metric {self.best_metric!r} is not a val metric of {self.kind} "
-                             f"(those are {sorted(metrics)})")
+            raise ValueError(
+                f"best_metric {self.best_metric!r} is not a val metric of {self.kind} (those are {sorted(metrics)})"
+            )
         value = metrics[self.best_metric]
         if not math.isfinite(value):
             return
@@ -309,8 +323,10 @@ class Trainer:
                 return
         self.best = {"metric": self.best_metric, "value": value, "step": self.step}
         if self.env.is_main:
-            checkpoint.save(self.ckpt_dir / checkpoint.BEST, {"kind": self.kind, "config": self.run_config,
-                                                               "model": self.export_weights(), **self.best})
+            checkpoint.save(
+                self.ckpt_dir / checkpoint.BEST,
+                {"kind": self.kind, "config": self.run_config, "model": self.export_weights(), **self.best},
+            )
 
     def _run_visualize(self) -> None:
         if not self.env.is_main:

@@ -27,8 +27,8 @@ from hi3dgen.geometry.metrics import mesh_metrics
 from hi3dgen.models.shape_vae import ShapeVAE, ShapeVAEConfig, vae_loss
 from hi3dgen.models.shape_vae import preset as model_preset
 from hi3dgen.synthesis.toy import toy_shapes
-from hi3dgen.training.trainer import Trainer, TrainerConfig, init_distributed
 from hi3dgen.training.tracking import TrackingConfig
+from hi3dgen.training.trainer import Trainer, TrainerConfig, init_distributed
 
 
 def train_stream(cfg: ShapeDataConfig, seed: int):
@@ -42,8 +42,13 @@ def train_stream(cfg: ShapeDataConfig, seed: int):
 
 def build_data(cfg: ShapeDataConfig, seed: int) -> Batches:
     """The resumable train batch stream (the trainer core's `Batches` over `prepare_shape`)."""
-    return Batches(train_stream(cfg, seed), cfg.batch_size, functools.partial(prepare_shape, cfg=cfg), seed=seed,
-                   workers=cfg.workers)
+    return Batches(
+        train_stream(cfg, seed),
+        cfg.batch_size,
+        functools.partial(prepare_shape, cfg=cfg),
+        seed=seed,
+        workers=cfg.workers,
+    )
 
 
 # ---- trainer -----------------------------------------------------------------------------------
@@ -68,18 +73,36 @@ def preset_config(name: str, **fields) -> VAERunConfig:
     if name == "tiny":
         cfg.data = dataclasses.replace(cfg.data, batch_size=8, sdf_points=1024, val_shapes=4, toy_train=24, toy_size=32)
         cfg.extract = ExtractConfig(resolution=32)
-        cfg.trainer = dataclasses.replace(cfg.trainer, steps=300, ema_decay=0.99, log_every=10, ckpt_every=100,
-                                          optim=dataclasses.replace(cfg.trainer.optim, lr=1e-3, warmup_steps=20))
+        cfg.trainer = dataclasses.replace(
+            cfg.trainer,
+            steps=300,
+            ema_decay=0.99,
+            log_every=10,
+            ckpt_every=100,
+            optim=dataclasses.replace(cfg.trainer.optim, lr=1e-3, warmup_steps=20),
+        )
     elif name == "small":
         cfg.data = dataclasses.replace(cfg.data, batch_size=32, sdf_points=4096, workers=4)
         cfg.extract = ExtractConfig(resolution=65, coarse=17)
-        cfg.trainer = dataclasses.replace(cfg.trainer, steps=2000, log_every=50, ckpt_every=500,
-                                          optim=dataclasses.replace(cfg.trainer.optim, lr=5e-4, warmup_steps=50))
+        cfg.trainer = dataclasses.replace(
+            cfg.trainer,
+            steps=2000,
+            log_every=50,
+            ckpt_every=500,
+            optim=dataclasses.replace(cfg.trainer.optim, lr=5e-4, warmup_steps=50),
+        )
     else:
         cfg.data = dataclasses.replace(cfg.data, batch_size=32, sdf_points=8192, workers=8)
         cfg.extract = ExtractConfig(resolution=129, coarse=33)
-        cfg.trainer = dataclasses.replace(cfg.trainer, steps=50000, log_every=50, val_every=2000, vis_every=2000,
-                                          ckpt_every=1000, optim=dataclasses.replace(cfg.trainer.optim, lr=1e-4))
+        cfg.trainer = dataclasses.replace(
+            cfg.trainer,
+            steps=50000,
+            log_every=50,
+            val_every=2000,
+            vis_every=2000,
+            ckpt_every=1000,
+            optim=dataclasses.replace(cfg.trainer.optim, lr=1e-4),
+        )
     cfg.data.surface_points = cfg.model.num_points
     return cfg
 
@@ -117,7 +140,9 @@ class VAETrainer(Trainer):
             meshes = self._reconstruct(samples)
             rows += [mesh_metrics(None if m is None else m.to_trimesh(), s["surface"]) for m, s in zip(meshes, samples)]
             prepared = [prepare_shape(s, self.run_cfg.data, None) for s in samples]
-            surface, sdf = (torch.from_numpy(np.stack([p[k] for p in prepared])).to(self.device) for k in ("surface", "sdf"))
+            surface, sdf = (
+                torch.from_numpy(np.stack([p[k] for p in prepared])).to(self.device) for k in ("surface", "sdf")
+            )
             pred, post = self.model(surface, torch.cat([sdf[..., :3], surface[..., :3]], dim=1), sample=False)
             _, parts = vae_loss(self.run_cfg.model, pred.float(), post, sdf)
             sums += len(samples) * np.array([float(parts["sdf_loss"]), float(parts["sign_acc"]), 1.0])

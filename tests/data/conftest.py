@@ -29,16 +29,21 @@ def view_arrays(seed: int, res: int = RES) -> dict:
 
 def write_view(folder, asset_id, v, source, domain, rgb=True):
     a = view_arrays(zlib.crc32(f"{asset_id}:{v}".encode()))
-    cam = {"K": [[40.0, 0, RES / 2], [0, 40.0, RES / 2], [0, 0, 1]],
-           "c2w": np.eye(4).tolist(), "width": RES, "height": RES}
+    cam = {
+        "K": [[40.0, 0, RES / 2], [0, 40.0, RES / 2], [0, 0, 1]],
+        "c2w": np.eye(4).tolist(),
+        "width": RES,
+        "height": RES,
+    }
     cam["c2w"][2][3] = 2.0 + v
     members = {
         "normal.png": codec.encode_normal(a["normal"], a["mask"]),
         "mask.png": codec.encode_mask(a["mask"]),
         "depth.npy": codec.encode_npy(a["depth"]),
         "camera.json": codec.encode_json(cam),
-        "meta.json": codec.encode_json({"asset_id": asset_id, "view": v, "source": source,
-                                        "domain": domain, "backend": "test", "version": "0"}),
+        "meta.json": codec.encode_json(
+            {"asset_id": asset_id, "view": v, "source": source, "domain": domain, "backend": "test", "version": "0"}
+        ),
     }
     if rgb:
         members["rgb.png"] = codec.encode_rgb(a["rgb"])
@@ -74,11 +79,28 @@ def make_render(tmp_path):
             source = "detailverse" if domain == "synthetic" else "local"
             for v in range(views):
                 write_view(render / "views" / asset_id, asset_id, v, source, domain)
-            rows.append({"asset_id": asset_id, "source": source, "domain": domain,
-                         "status": "accepted", "input_path": str(glb), "views": views,
-                         "backend": "test", "dir": f"views/{asset_id}"})
-        rows.append({"asset_id": "gone", "source": "local", "domain": "real", "status": "rejected",
-                     "reason": "render_failed: test", "input_path": str(root / "gone.glb")})
+            rows.append(
+                {
+                    "asset_id": asset_id,
+                    "source": source,
+                    "domain": domain,
+                    "status": "accepted",
+                    "input_path": str(glb),
+                    "views": views,
+                    "backend": "test",
+                    "dir": f"views/{asset_id}",
+                }
+            )
+        rows.append(
+            {
+                "asset_id": "gone",
+                "source": "local",
+                "domain": "real",
+                "status": "rejected",
+                "reason": "render_failed: test",
+                "input_path": str(root / "gone.glb"),
+            }
+        )
         write_manifest(render, rows)
         return render
 

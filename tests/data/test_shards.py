@@ -2,25 +2,32 @@ import hashlib
 import json
 import tarfile
 
-
 from hi3dgen.data import manifest as mf
 from hi3dgen.data.shards import ShardConfig, assign_splits, write_shards
 from hi3dgen.parallel import ExecutorConfig
 
 INLINE = ExecutorConfig(kind="inline")
-ASSETS = [("s0", "synthetic", "sphere"), ("s1", "synthetic", "box"), ("s2", "synthetic", "torus"),
-          ("r0", "real", "sphere"), ("r1", "real", "box"), ("bad", "synthetic", "broken")]
+ASSETS = [
+    ("s0", "synthetic", "sphere"),
+    ("s1", "synthetic", "box"),
+    ("s2", "synthetic", "torus"),
+    ("r0", "real", "sphere"),
+    ("r1", "real", "box"),
+    ("bad", "synthetic", "broken"),
+]
 
 
 def small_config(**kw):
-    base = dict(val_fraction=0.4, samples_per_shard=4, shapes_per_shard=2, shape_views=2,
-                surface_points=128, sdf_points=256)
+    base = dict(
+        val_fraction=0.4, samples_per_shard=4, shapes_per_shard=2, shape_views=2, surface_points=128, sdf_points=256
+    )
     return ShardConfig(**{**base, **kw})
 
 
 def tar_digests(out):
-    return {p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(out.glob("*/*.tar"))}
+    return {
+        p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.glob("*/*.tar"))
+    }
 
 
 def members(path):
@@ -61,7 +68,9 @@ def test_tar_headers_are_fixed(make_render, tmp_path):
         ms = members(path)
         assert {(m.mtime, m.uid, m.gid, m.uname, m.mode) for m in ms} == {(1577836800, 0, 0, "hi3dgen", 0o444)}
         keys = [m.name.split(".", 1) for m in ms]
-        assert keys == sorted(keys, key=lambda k: k[0]) and all("_" in k[0] or path.parent.name == "shapes" for k in keys)
+        assert keys == sorted(keys, key=lambda k: k[0]) and all(
+            "_" in k[0] or path.parent.name == "shapes" for k in keys
+        )
 
 
 def test_manifest_rejections_and_split_by_asset(make_render, tmp_path):
@@ -76,8 +85,10 @@ def test_manifest_rejections_and_split_by_asset(make_render, tmp_path):
     for name in ("views", "shapes"):
         for split in ("train", "val"):
             for shard in index["sets"][name][split]["shards"]:
-                ids = {m.name.split(".")[0].rsplit("_", 1)[0] if name == "views" else m.name.split(".")[0]
-                       for m in members(out / shard["path"])}
+                ids = {
+                    m.name.split(".")[0].rsplit("_", 1)[0] if name == "views" else m.name.split(".")[0]
+                    for m in members(out / shard["path"])
+                }
                 assert "bad" not in ids and all(accepted[a] == split for a in ids)
     assert index["totals"]["views_samples"] == 3 * len(accepted)
     assert index["totals"]["shapes_samples"] == len(accepted)
@@ -115,14 +126,37 @@ def test_cli_shard(make_render, tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(cli, "COMMAND_MODULES", ("hi3dgen.data.cli",))
     render = make_render(ASSETS[:3])
-    rc = cli.main(["shard", "--in", str(render), "--out", str(tmp_path / "out"), "--executor", "inline",
-                   "--val-fraction", "0.4", "--samples-per-shard", "2", "--surface-points", "64",
-                   "--sdf-points", "128", "--shape-views", "2", "--near-sigmas", "0.01", "0.03"])
+    rc = cli.main(
+        [
+            "shard",
+            "--in",
+            str(render),
+            "--out",
+            str(tmp_path / "out"),
+            "--executor",
+            "inline",
+            "--val-fraction",
+            "0.4",
+            "--samples-per-shard",
+            "2",
+            "--surface-points",
+            "64",
+            "--sdf-points",
+            "128",
+            "--shape-views",
+            "2",
+            "--near-sigmas",
+            "0.01",
+            "0.03",
+        ]
+    )
     text = capsys.readouterr().out
     assert rc == 0
     assert "4 assets: 3 accepted, 1 rejected" in text and "train:" in text and "val:" in text
     index = json.loads((tmp_path / "out" / "shards.json").read_text())
     assert index["config"]["near_sigmas"] == [0.01, 0.03]
     assert all(s["samples"] <= 2 for s in index["sets"]["views"]["train"]["shards"])
-    assert cli.main(["shard", "--in", str(tmp_path / "nothing"), "--out", str(tmp_path / "o2"),
-                     "--executor", "inline"]) == 2
+    assert (
+        cli.main(["shard", "--in", str(tmp_path / "nothing"), "--out", str(tmp_path / "o2"), "--executor", "inline"])
+        == 2
+    )

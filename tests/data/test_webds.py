@@ -12,14 +12,20 @@ from hi3dgen.data.webds import shape_dataset, view_dataset, worker_skip
 from hi3dgen.parallel import ExecutorConfig
 from tests.data.conftest import RES, view_arrays
 
-ASSETS = [("s0", "synthetic", "sphere"), ("s1", "synthetic", "box"), ("s2", "synthetic", "torus"),
-          ("s3", "synthetic", "sphere"), ("r0", "real", "box")]
+ASSETS = [
+    ("s0", "synthetic", "sphere"),
+    ("s1", "synthetic", "box"),
+    ("s2", "synthetic", "torus"),
+    ("s3", "synthetic", "sphere"),
+    ("r0", "real", "box"),
+]
 
 
 @pytest.fixture
 def shards(make_render, tmp_path):
-    cfg = ShardConfig(val_fraction=0.25, samples_per_shard=2, shapes_per_shard=2, shape_views=2,
-                      surface_points=200, sdf_points=400)
+    cfg = ShardConfig(
+        val_fraction=0.25, samples_per_shard=2, shapes_per_shard=2, shape_views=2, surface_points=200, sdf_points=400
+    )
     out = tmp_path / "shards"
     write_shards(make_render(ASSETS, views=3), out, cfg, ExecutorConfig(kind="inline"))
     return out
@@ -83,17 +89,16 @@ def test_shape_reader(shards):
 @pytest.mark.parametrize("shuffle", [False, True])
 def test_resume_skips_exactly_n_samples(shards, shuffle):
     def keys(start, n):
-        ds = view_dataset(shards, "train", shuffle=shuffle, seed=3, resampled=True, start=start,
-                          shuffle_buffer=4)
+        ds = view_dataset(shards, "train", shuffle=shuffle, seed=3, resampled=True, start=start, shuffle_buffer=4)
         it = iter(ds)
         return [next(it)["key"] for _ in range(n)]
 
     epoch = view_dataset(shards, "train").num_samples
     full = keys(0, 3 * epoch)
-    assert sorted(full[:epoch]) == sorted(full[epoch:2 * epoch])
-    assert (full[:epoch] != full[epoch:2 * epoch]) == shuffle  # reshuffled every epoch
+    assert sorted(full[:epoch]) == sorted(full[epoch : 2 * epoch])
+    assert (full[:epoch] != full[epoch : 2 * epoch]) == shuffle  # reshuffled every epoch
     for start in (5, epoch + 2):
-        assert keys(start, epoch) == full[start:start + epoch]
+        assert keys(start, epoch) == full[start : start + epoch]
 
 
 def test_workers_and_ranks_get_disjoint_shards(shards, monkeypatch):
@@ -142,9 +147,11 @@ def test_a_torn_shard_is_named_with_how_to_rebuild_it(shards):
     half = len(data) // 2
     members = tarfile.open(fileobj=io.BytesIO(data)).getmembers()
     last = next(m.offset for m in members if m.name.split(".")[0] == members[-1].name.split(".")[0])
-    for torn, says in [(data[:half] + bytes(len(data) - half), "has a sample '.*' that cannot be decoded"),
-                       (data[:last] + bytes(len(data) - last), f"holds {entry['samples'] - 1} samples"),
-                       (b"\xff" * 512 + data[512:], r"cannot be read \(ReadError")]:
+    for torn, says in [
+        (data[:half] + bytes(len(data) - half), "has a sample '.*' that cannot be decoded"),
+        (data[:last] + bytes(len(data) - last), f"holds {entry['samples'] - 1} samples"),
+        (b"\xff" * 512 + data[512:], r"cannot be read \(ReadError"),
+    ]:
         tar.write_bytes(torn)
         with pytest.raises(ValueError, match=f"^shard {tar} {says}"):
             list(view_dataset(shards, "train"))

@@ -4,10 +4,10 @@ import numpy as np
 import trimesh
 
 from hi3dgen.assets import mesh as am
-from hi3dgen_cli import main
 from hi3dgen.data import manifest as mf
 from hi3dgen.filtering import FilterConfig, filter_assets, measure
 from hi3dgen.parallel import ExecutorConfig
+from hi3dgen_cli import main
 
 
 def _stage_dir(tmp_path, meshes, rejected=()):
@@ -17,11 +17,27 @@ def _stage_dir(tmp_path, meshes, rejected=()):
     for name, m in meshes.items():
         rel = f"assets/{name}.glb"
         sha = am.save_glb(am.normalize(m), d / rel)
-        rows.append({"asset_id": name, "source": "test", "domain": "real", "status": "accepted",
-                     "input_path": f"/raw/{name}", "path": rel, "sha256": sha})
+        rows.append(
+            {
+                "asset_id": name,
+                "source": "test",
+                "domain": "real",
+                "status": "accepted",
+                "input_path": f"/raw/{name}",
+                "path": rel,
+                "sha256": sha,
+            }
+        )
     for name in rejected:
-        rows.append({"asset_id": name, "source": "test", "status": "rejected",
-                     "input_path": f"/raw/{name}", "reason": "invalid_file: broken"})
+        rows.append(
+            {
+                "asset_id": name,
+                "source": "test",
+                "status": "rejected",
+                "input_path": f"/raw/{name}",
+                "reason": "invalid_file: broken",
+            }
+        )
     mf.write_manifest(d, rows)
     return d
 
@@ -38,8 +54,9 @@ def test_thresholds_duplicates_and_passthrough(tmp_path):
     shuffled = trimesh.Trimesh(box.vertices, box.faces[::-1])  # same geometry, other face order
     flat = trimesh.creation.box((1, 1, 0.001))
     sphere = trimesh.creation.icosphere(subdivisions=2)
-    src = _stage_dir(tmp_path, {"a_box": box, "b_box_again": shuffled, "c_flat": flat,
-                                "d_sphere": sphere}, rejected=["e_broken"])
+    src = _stage_dir(
+        tmp_path, {"a_box": box, "b_box_again": shuffled, "c_flat": flat, "d_sphere": sphere}, rejected=["e_broken"]
+    )
     out = tmp_path / "out"
     rows = filter_assets([src], out, FilterConfig(min_sharp_edges=1), ExecutorConfig(kind="inline"))
     by = {r["asset_id"]: r for r in rows}
@@ -63,7 +80,9 @@ def test_thresholds_duplicates_and_passthrough(tmp_path):
 
 def test_cli_filter(tmp_path, capsys):
     src = _stage_dir(tmp_path, {"a": trimesh.creation.box((1, 1, 1))})
-    assert main(["filter", "--in", str(src), "--out", str(tmp_path / "o"), "--executor", "inline",
-                 "--require-watertight"]) == 0
+    assert (
+        main(["filter", "--in", str(src), "--out", str(tmp_path / "o"), "--executor", "inline", "--require-watertight"])
+        == 0
+    )
     assert "1 accepted" in capsys.readouterr().out
     assert main(["filter", "--in", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2

@@ -32,12 +32,28 @@ def _commit(root, message):
     subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message], cwd=root, check=True)
 
 
-STAGES = ["synthesize", "ingest", "filter", "render", "shard", "nirne_stage1", "nirne_stage2", "eval_nirne",
-          "vae", "norld", "eval_norld"]
+STAGES = [
+    "synthesize",
+    "ingest",
+    "filter",
+    "render",
+    "shard",
+    "nirne_stage1",
+    "nirne_stage2",
+    "eval_nirne",
+    "vae",
+    "norld",
+    "eval_norld",
+]
 # Ray's fan-out and its kill -9 are tested on the data stages (tests/test_dvc_stages.py); here the
 # stages run inline, which saves a Ray start per stage.
-TINY_DAG = {"executor": {"kind": "inline"}, "nirne": {"steps1": 8, "steps2": 4}, "vae": {"steps": 40},
-            "norld": {"steps": 6}, "eval_norld": {"shapes": 2, "steps": 2, "grid": 24}}
+TINY_DAG = {
+    "executor": {"kind": "inline"},
+    "nirne": {"steps1": 8, "steps2": 4},
+    "vae": {"steps": 40},
+    "norld": {"steps": 6},
+    "eval_norld": {"shapes": 2, "steps": 2, "grid": 24},
+}
 
 
 def _rendered_image(root, path):
@@ -76,9 +92,17 @@ def test_run_lineage_rerun_generate_and_lock(tmp_path):
 
     # A second run holds the lock while this one tries to start.
     holder = subprocess.Popen(
-        [str(project.REPO / ".venv" / "bin" / "python"), "-c",
-         "import time; from flows import project\nwith project.run_lock():\n print('locked', flush=True); time.sleep(60)"],
-        cwd=root, env=project.env(root), stdout=subprocess.PIPE, text=True)
+        [
+            str(project.REPO / ".venv" / "bin" / "python"),
+            "-c",
+            "import time; from flows import project\n"
+            "with project.run_lock():\n print('locked', flush=True); time.sleep(60)",
+        ],
+        cwd=root,
+        env=project.env(root),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert holder.stdout.readline().strip() == "locked"
     refused = project.run(root, "hi3dgen", "run", check=False)
     holder.kill()
@@ -91,8 +115,20 @@ def test_run_lineage_rerun_generate_and_lock(tmp_path):
     # The rerun trained nothing, yet its run id names the models that its skipped stages stand for.
     rerun_id = re.search(r"generate --from-run (\w+)", again).group(1)
     image = _rendered_image(root, tmp_path / "photo.png")
-    project.run(root, "hi3dgen", "generate", "--from-run", rerun_id, "--grid", "24", "--steps", "2",
-                "--out", str(tmp_path / "mesh.glb"), str(image))
+    project.run(
+        root,
+        "hi3dgen",
+        "generate",
+        "--from-run",
+        rerun_id,
+        "--grid",
+        "24",
+        "--steps",
+        "2",
+        "--out",
+        str(tmp_path / "mesh.glb"),
+        str(image),
+    )
     assert all((tmp_path / f"mesh.{kind}").stat().st_size > 0 for kind in ("glb", "normal.png", "preview.png"))
     logged = [a.path for a in _client(root).list_artifacts(rerun_id, "generate")]
     assert logged == ["generate/mesh.glb", "generate/mesh.normal.png", "generate/mesh.preview.png"]

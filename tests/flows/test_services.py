@@ -36,11 +36,14 @@ def _says_unreachable(capsys, command, says, value):
     assert len(err.splitlines()) == 1  # one line, no traceback
 
 
-@pytest.mark.parametrize("command,var,path,says", [
-    ("run", "PREFECT_API_URL", "/api", "Prefect server"),
-    ("run", "MLFLOW_TRACKING_URI", "", "MLflow server"),
-    ("deploy", "PREFECT_API_URL", "/api", "Prefect server"),
-])
+@pytest.mark.parametrize(
+    "command,var,path,says",
+    [
+        ("run", "PREFECT_API_URL", "/api", "Prefect server"),
+        ("run", "MLFLOW_TRACKING_URI", "", "MLflow server"),
+        ("deploy", "PREFECT_API_URL", "/api", "Prefect server"),
+    ],
+)
 def test_flows_refuse_an_unreachable_service(monkeypatch, tmp_path, capsys, nobody, command, var, path, says):
     monkeypatch.setenv(var, nobody + path)
     assert main([command]) == 2
@@ -48,12 +51,15 @@ def test_flows_refuse_an_unreachable_service(monkeypatch, tmp_path, capsys, nobo
     assert not (tmp_path / ".hi3dgen" / "run.lock").exists()  # refused before taking the lock
 
 
-@pytest.mark.parametrize("argv", [
-    ["train", "nirne", "--data", "toy", "--preset", "tiny"],
-    ["train", "vae", "--data", "toy", "--preset", "tiny"],
-    ["generate", "--from-run", "0123abcd", "image.png"],
-    ["runs", "compare"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "nirne", "--data", "toy", "--preset", "tiny"],
+        ["train", "vae", "--data", "toy", "--preset", "tiny"],
+        ["generate", "--from-run", "0123abcd", "image.png"],
+        ["runs", "compare"],
+    ],
+)
 def test_commands_that_track_refuse_an_unreachable_mlflow(monkeypatch, tmp_path, capsys, nobody, argv):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", nobody)
     out = ["--out", str(tmp_path / "out")] if argv[0] != "runs" else []

@@ -30,14 +30,27 @@ def test_busy_port_is_a_clear_error(tmp_path, monkeypatch, capsys):
 @pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium for the headless check (Debian: apt-get install chromium)")
 def test_ui_opens_on_the_training_runs(tmp_path):
-    env = {**os.environ, "HI3DGEN_ROOT": str(tmp_path),
-           "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / '.hi3dgen' / 'mlflow.db'}"}
-    subprocess.run([sys.executable, "-c", "from hi3dgen import tracking\nwith tracking.run('end_to_end'): pass"],
-                   env=env, check=True, timeout=120)
+    env = {
+        **os.environ,
+        "HI3DGEN_ROOT": str(tmp_path),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / '.hi3dgen' / 'mlflow.db'}",
+    }
+    subprocess.run(
+        [sys.executable, "-c", "from hi3dgen import tracking\nwith tracking.run('end_to_end'): pass"],
+        env=env,
+        check=True,
+        timeout=120,
+    )
     with socket.create_server(("127.0.0.1", 0)) as free:
         port = free.getsockname()[1]
-    ui = subprocess.Popen([sys.executable, "-m", "hi3dgen_cli", "ui", "--port", str(port)], env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    ui = subprocess.Popen(
+        [sys.executable, "-m", "hi3dgen_cli", "ui", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
     try:
         url = ui.stdout.readline().split(" at ")[-1].strip()
         assert url.startswith(f"http://127.0.0.1:{port}/#/experiments/"), url
@@ -49,9 +62,22 @@ def test_ui_opens_on_the_training_runs(tmp_path):
                         break
             except OSError:
                 time.sleep(0.5)
-        browser = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1400,900",
-                                  "--virtual-time-budget=15000", "--dump-dom", f"--screenshot={tmp_path / 'ui.png'}",
-                                  url], capture_output=True, text=True, timeout=300)
+        browser = subprocess.run(
+            [
+                CHROMIUM,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--window-size=1400,900",
+                "--virtual-time-budget=15000",
+                "--dump-dom",
+                f"--screenshot={tmp_path / 'ui.png'}",
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert browser.returncode == 0, browser.stderr[-2000:]
     finally:
         os.killpg(ui.pid, signal.SIGTERM)

@@ -36,7 +36,9 @@ def test_gradients_reach_the_latent_and_agree_with_finite_differences():
     cfg = ExtractConfig(resolution=24)
 
     def loss_of(latent):
-        fn = lambda x: (x.double() - latent[:3]).norm(dim=-1) - latent[3]
+        def fn(x):
+            return (x.double() - latent[:3]).norm(dim=-1) - latent[3]
+
         mesh = extract(fn, cfg)
         w = torch.tensor([1.0, 2.0, -1.0], dtype=torch.float64)
         return (mesh.vertices @ w).mean() + mesh.vertices.norm(dim=1).pow(2).mean(), len(mesh.faces)

@@ -50,8 +50,13 @@ def test_fast_winding_number_matches_exact():
 
 
 def test_split_long_faces_keeps_the_surface():
-    tris = np.array([[[0, 0, 0], [1, 0, 0], [0, 0.01, 0]],  # a sliver
-                     [[0, 0, 1], [0.4, 0.7, 1], [-0.5, 0.3, 1.2]]], dtype=np.float64)  # a wide face
+    tris = np.array(
+        [
+            [[0, 0, 0], [1, 0, 0], [0, 0.01, 0]],  # a sliver
+            [[0, 0, 1], [0.4, 0.7, 1], [-0.5, 0.3, 1.2]],
+        ],
+        dtype=np.float64,
+    )  # a wide face
     pieces = split_long_faces(tris, 0.1)
     edges = np.linalg.norm(pieces - np.roll(pieces, 1, axis=1), axis=2)
     assert edges.max() <= 0.1 + 1e-12 and len(pieces) > 20
@@ -70,8 +75,7 @@ def test_sign_right_far_from_a_hole_and_in_overlapping_parts():
     sdf = MeshSDF(holed).signed_distance(POINTS)
     assert np.array_equal(sdf[far] < 0, r[far] < 0.4)
 
-    cross = trimesh.util.concatenate([trimesh.creation.box((0.6, 0.2, 0.2)),
-                                      trimesh.creation.box((0.2, 0.6, 0.2))])
+    cross = trimesh.util.concatenate([trimesh.creation.box((0.6, 0.2, 0.2)), trimesh.creation.box((0.2, 0.6, 0.2))])
     inside = MeshSDF(cross).signed_distance(np.array([[0.0, 0, 0], [0.05, 0.05, 0], [0.25, 0, 0]]))
     assert (inside < 0).all()  # ray parity calls the overlap outside
 

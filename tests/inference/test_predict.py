@@ -27,6 +27,7 @@ def write_image(path, value: int, size: int = 12):
 def gray_png(path, side: int):
     """A valid 8-bit gray PNG of side x side black pixels, compressed row by row (a few hundred KB
     for 10000²)."""
+
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
@@ -34,15 +35,24 @@ def gray_png(path, side: int):
     for _ in range(side):
         idat.append(z.compress(row))
     idat.append(z.flush())
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
-                     + chunk(b"IDAT", b"".join(idat)) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
+        + chunk(b"IDAT", b"".join(idat))
+        + chunk(b"IEND", b"")
+    )
     return path
 
 
 def test_every_input_gets_its_own_output_or_a_named_error(model, tmp_path):
     src, out = tmp_path / "src", tmp_path / "out"
-    good = [write_image(src / "a" / "x.png", 10), write_image(src / "b" / "x.png", 90), write_image(src / "x.png", 170),
-            write_image(src / "y.png", 40), write_image(src / "y.jpg", 200)]
+    good = [
+        write_image(src / "a" / "x.png", 10),
+        write_image(src / "b" / "x.png", 90),
+        write_image(src / "x.png", 170),
+        write_image(src / "y.png", 40),
+        write_image(src / "y.jpg", 200),
+    ]
     empty = src / "empty.png"
     empty.write_bytes(b"")
     huge = gray_png(src / "huge.png", 10_000)

@@ -4,8 +4,8 @@ import trimesh
 from scipy import ndimage
 
 from hi3dgen.assets.mesh import clean
-from hi3dgen.render.backend import agreement, get_backend
 from hi3dgen.data.cameras import Camera
+from hi3dgen.render.backend import agreement, get_backend
 from hi3dgen.render.cameras import intrinsics, look_at, orbit_cameras
 
 
@@ -49,8 +49,7 @@ def test_blender_matches_embree(torus):
     blender = get_backend("blender", samples=4)
     views = blender.render(torus, cams, seed=1)
     again = blender.render(torus, cams[:1], seed=1)[0]  # deterministic, to the byte
-    assert all(np.array_equal(getattr(views[0], k), getattr(again, k))
-               for k in ("normal", "mask", "depth", "rgb"))
+    assert all(np.array_equal(getattr(views[0], k), getattr(again, k)) for k in ("normal", "mask", "depth", "rgb"))
     for ref, view in zip(reference, views):
         a = agreement(ref, view)
         assert a["mean_angle_deg"] < 1.0 and a["mask_agreement"] > 0.99, a
@@ -67,8 +66,10 @@ def test_nvdiffrast_without_cuda_says_so():
         get_backend("nvdiffrast")
 
 
-@pytest.mark.skipif(not _cuda(), reason="nvdiffrast needs CUDA; this machine has none "
-                    "(the GPU machine's check: bench/render.py --check-reference)")
+@pytest.mark.skipif(
+    not _cuda(),
+    reason="nvdiffrast needs CUDA; this machine has none (the GPU machine's check: bench/render.py --check-reference)",
+)
 def test_nvdiffrast_matches_embree(torus):
     cams = orbit_cameras(4, 64, seed=2)
     reference = get_backend("embree").render(torus, cams, rgb=False)

@@ -48,7 +48,7 @@ def test_gradient_reaches_the_vertices():
     noisy = v + 0.02 * torch.randn_like(v, generator=torch.Generator().manual_seed(0))
     faces = torch.tensor(mesh.faces)
     loss = normal_error(render_normals(noisy, faces, cams), gt.normal, gt.mask)
-    grad, = torch.autograd.grad(loss, v)
+    (grad,) = torch.autograd.grad(loss, v)
     assert torch.isfinite(grad).all()
     with torch.no_grad():  # a small step against the gradient lowers the error: it points the right way
         stepped = noisy - 1e-3 * grad / grad.norm(dim=1).max()

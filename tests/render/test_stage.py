@@ -9,11 +9,11 @@ import trimesh
 
 from hi3dgen import io
 from hi3dgen.assets.mesh import normalize, save_glb
-from hi3dgen_cli import main as cli
 from hi3dgen.data import codec
 from hi3dgen.data.manifest import read_manifest, write_manifest
 from hi3dgen.parallel import ExecutorConfig
 from hi3dgen.render import RenderConfig, render_assets
+from hi3dgen_cli import main as cli
 
 INLINE = ExecutorConfig(kind="inline")
 MEMBERS = ("camera.json", "depth.npy", "mask.png", "meta.json", "normal.png", "rgb.png")
@@ -23,25 +23,39 @@ MEMBERS = ("camera.json", "depth.npy", "mask.png", "meta.json", "normal.png", "r
 def inputs(tmp_path_factory):
     """A filter-like stage output: two good GLBs, an unreadable one, and one rejected row."""
     d = tmp_path_factory.mktemp("in")
-    meshes = {"box": trimesh.creation.box((1.0, 0.6, 0.4)),
-              "ring": trimesh.creation.torus(0.35, 0.12, major_sections=24, minor_sections=12)}
+    meshes = {
+        "box": trimesh.creation.box((1.0, 0.6, 0.4)),
+        "ring": trimesh.creation.torus(0.35, 0.12, major_sections=24, minor_sections=12),
+    }
     rows = []
     for name, mesh in meshes.items():
         save_glb(normalize(mesh), d / "assets" / f"{name}.glb")
-        rows.append({"asset_id": name, "source": "test", "domain": "synthetic",
-                     "status": "accepted", "path": f"assets/{name}.glb"})
+        rows.append(
+            {
+                "asset_id": name,
+                "source": "test",
+                "domain": "synthetic",
+                "status": "accepted",
+                "path": f"assets/{name}.glb",
+            }
+        )
     (d / "assets" / "broken.glb").write_bytes(b"glTF but not really")
-    rows.append({"asset_id": "broken", "source": "test", "status": "accepted",
-                 "path": "assets/broken.glb"})
-    rows.append({"asset_id": "bad", "source": "test", "status": "rejected",
-                 "reason": "thin: thickness 0.0001", "input_path": "/elsewhere/bad.glb"})
+    rows.append({"asset_id": "broken", "source": "test", "status": "accepted", "path": "assets/broken.glb"})
+    rows.append(
+        {
+            "asset_id": "bad",
+            "source": "test",
+            "status": "rejected",
+            "reason": "thin: thickness 0.0001",
+            "input_path": "/elsewhere/bad.glb",
+        }
+    )
     write_manifest(d, rows)
     return d
 
 
 def _files(out):
-    return {p.relative_to(out).as_posix(): p.read_bytes()
-            for p in sorted((out / "views").rglob("*")) if p.is_file()}
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted((out / "views").rglob("*")) if p.is_file()}
 
 
 def test_render_assets_writes_view_samples_and_rows(inputs, tmp_path):
@@ -102,19 +116,26 @@ def test_cli_names_a_backend_that_cannot_run_here(inputs, tmp_path, capsys):
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    assert cli(["render", "--in", str(inputs), "--out", str(tmp_path), "--backend", "nvdiffrast",
-                "--executor", "inline"]) == 2
+    assert (
+        cli(["render", "--in", str(inputs), "--out", str(tmp_path), "--backend", "nvdiffrast", "--executor", "inline"])
+        == 2
+    )
     assert "backend 'nvdiffrast' requires CUDA" in capsys.readouterr().err
     assert not (tmp_path / "manifest.jsonl").exists()
 
 
-@pytest.mark.parametrize("flag,value,says", [
-    ("--resolution", "100000", r"resolution must be in \[1, 4096\] pixels, not 100000"),
-    ("--resolution", "0", "resolution must be in"), ("--views", "0", "views must be at least 1"),
-])
+@pytest.mark.parametrize(
+    "flag,value,says",
+    [
+        ("--resolution", "100000", r"resolution must be in \[1, 4096\] pixels, not 100000"),
+        ("--resolution", "0", "resolution must be in"),
+        ("--views", "0", "views must be at least 1"),
+    ],
+)
 def test_cli_refuses_sizes_no_asset_could_render(inputs, tmp_path, capsys, flag, value, says):
-    assert cli(["render", "--in", str(inputs), "--out", str(tmp_path / "out"), flag, value,
-                "--executor", "inline"]) == 2
+    assert (
+        cli(["render", "--in", str(inputs), "--out", str(tmp_path / "out"), flag, value, "--executor", "inline"]) == 2
+    )
     assert re.search(says, capsys.readouterr().err)
     assert not (tmp_path / "out").exists()  # refused before any work
     with pytest.raises(ValueError, match=r"fov_deg must be in \(0, 180\)"):
@@ -123,8 +144,9 @@ def test_cli_refuses_sizes_no_asset_could_render(inputs, tmp_path, capsys, flag,
 
 def test_cli_over_ray(inputs, tmp_path, ray_local):
     out = tmp_path / "out"
-    assert cli(["render", "--in", str(inputs), "--out", str(out), "--views", "2",
-                "--resolution", "16", "--no-rgb"]) == 0
+    assert (
+        cli(["render", "--in", str(inputs), "--out", str(out), "--views", "2", "--resolution", "16", "--no-rgb"]) == 0
+    )
     rows = {r["asset_id"]: r["status"] for r in read_manifest(out)}
     assert rows == {"bad": "rejected", "box": "accepted", "broken": "rejected", "ring": "accepted"}
     assert sorted(p.name for p in (out / "views").iterdir()) == ["box", "ring"]

@@ -78,15 +78,11 @@ def write_messy(folder: Path) -> dict[str, str]:
     (folder / "nan.obj").write_text(tri.replace("v 0 1 0", "v nan 1 0") + "f 1 2 3\n")
     (folder / "index.obj").write_text(tri + "f 1 2 9\n")
     (folder / "index.ply").write_text(
-        PLY_HEADER.format(fmt="ascii", nv=3, faces=PLY_FACES.format(nf=1))
-        + "0 0 0\n1 0 0\n0 1 0\n3 0 1 9\n"
+        PLY_HEADER.format(fmt="ascii", nv=3, faces=PLY_FACES.format(nf=1)) + "0 0 0\n1 0 0\n0 1 0\n3 0 1 9\n"
     )
-    (folder / "points.ply").write_text(
-        PLY_HEADER.format(fmt="ascii", nv=3, faces="") + "0 0 0\n1 0 0\n0 1 0\n"
-    )
+    (folder / "points.ply").write_text(PLY_HEADER.format(fmt="ascii", nv=3, faces="") + "0 0 0\n1 0 0\n0 1 0\n")
     (folder / "huge.ply").write_bytes(
-        PLY_HEADER.format(fmt="binary_little_endian", nv=10**12, faces=PLY_FACES.format(nf=1))
-        .encode() + bytes(64)
+        PLY_HEADER.format(fmt="binary_little_endian", nv=10**12, faces=PLY_FACES.format(nf=1)).encode() + bytes(64)
     )
     (folder / "empty.stl").write_bytes(b"")
     (folder / "notes.txt").write_text("not a mesh")
@@ -164,13 +160,12 @@ def edited_glb(path: Path, edit) -> Path:
     """A GLB of the box whose JSON chunk `edit(doc)` changed (the binary chunk is kept)."""
     glb = trimesh.exchange.gltf.export_glb(trimesh.Scene(box()))
     json_len = struct.unpack_from("<I", glb, 12)[0]
-    doc = json.loads(glb[20:20 + json_len])
+    doc = json.loads(glb[20 : 20 + json_len])
     edit(doc)
     blob = json.dumps(doc).encode()
     blob += b" " * (-len(blob) % 4)
-    rest = glb[20 + json_len:]
-    path.write_bytes(b"glTF" + struct.pack("<IIII", 2, 20 + len(blob) + len(rest), len(blob), 0x4E4F534A)
-                     + blob + rest)
+    rest = glb[20 + json_len :]
+    path.write_bytes(b"glTF" + struct.pack("<IIII", 2, 20 + len(blob) + len(rest), len(blob), 0x4E4F534A) + blob + rest)
     return path
 
 
@@ -182,6 +177,7 @@ def huge_view_glb(path: Path) -> Path:
 def strided_glb(path: Path) -> Path:
     """A GLB whose vertex positions are a strided accessor a million entries long, far past its
     bufferView: trimesh stops at a bare `assert`."""
+
     def edit(doc):
         acc = doc["accessors"][doc["meshes"][0]["primitives"][0]["attributes"]["POSITION"]]
         doc["bufferViews"][acc["bufferView"]]["byteStride"] = 12

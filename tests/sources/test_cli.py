@@ -17,8 +17,19 @@ def only_ingest(monkeypatch):
 def test_ingest_local(tmp_path, capsys):
     files.write_formats(tmp_path / "src")
     (tmp_path / "src" / "empty.obj").write_bytes(b"")
-    argv = ["ingest", "--source", "local", "--path", str(tmp_path / "src"),
-            "--out", str(tmp_path / "out"), "--executor", "inline", "--timeout", "30"]
+    argv = [
+        "ingest",
+        "--source",
+        "local",
+        "--path",
+        str(tmp_path / "src"),
+        "--out",
+        str(tmp_path / "out"),
+        "--executor",
+        "inline",
+        "--timeout",
+        "30",
+    ]
     assert hi3dgen_cli.main(argv) == 0
     rows = read_manifest(tmp_path / "out")
     assert sum(r["status"] == "accepted" for r in rows) == 6
@@ -33,9 +44,20 @@ def test_ingest_objaverse_uids_file(tmp_path):
     glb = trimesh.exchange.gltf.export_glb(trimesh.Scene(files.box()))
     files.objaverse_cache(tmp_path / "cache", {uid: glb})
     (tmp_path / "uids.txt").write_text(f"# wanted\n{uid}\n\nmissing-uid\n")
-    argv = ["ingest", "--source", "objaverse", "--uids", str(tmp_path / "uids.txt"),
-            "--cache-dir", str(tmp_path / "cache"), "--no-download",
-            "--out", str(tmp_path / "out"), "--executor", "inline"]
+    argv = [
+        "ingest",
+        "--source",
+        "objaverse",
+        "--uids",
+        str(tmp_path / "uids.txt"),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--no-download",
+        "--out",
+        str(tmp_path / "out"),
+        "--executor",
+        "inline",
+    ]
     assert hi3dgen_cli.main(argv) == 0
     rows = {r["uid"]: r for r in read_manifest(tmp_path / "out")}
     assert rows[uid]["status"] == "accepted"

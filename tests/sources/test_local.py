@@ -59,8 +59,9 @@ def test_ingested_assets_are_valid_gltf(tmp_path):
 def test_scene_transforms_are_applied_and_z_up_turned(tmp_path):
     scene = trimesh.Scene()
     scene.add_geometry(trimesh.creation.box(), node_name="a")
-    scene.add_geometry(trimesh.creation.box(), node_name="b",
-                       transform=trimesh.transformations.translation_matrix([0, 0, 3]))
+    scene.add_geometry(
+        trimesh.creation.box(), node_name="b", transform=trimesh.transformations.translation_matrix([0, 0, 3])
+    )
     scene.export(tmp_path / "pair.glb")
     out = tmp_path / "out"
     [row] = ingest_local(tmp_path / "pair.glb", out, INLINE)
@@ -74,8 +75,7 @@ def test_messy_files_get_their_reason_and_the_rest_goes_through(tmp_path):
     rows = ingest_local(tmp_path / "src", tmp_path / "out", INLINE, Limits(max_file_mb=1))
     named = by_name(rows)
     assert set(named) == set(expected)
-    got = {name: r["reason"].split(":")[0] if r["status"] == "rejected" else None
-           for name, r in named.items()}
+    got = {name: r["reason"].split(":")[0] if r["status"] == "rejected" else None for name, r in named.items()}
     assert got == expected
     check_normalized(tmp_path / "out", named["good.obj"])
     rerun = ingest_local(tmp_path / "src", tmp_path / "out", INLINE, Limits(max_file_mb=1))
@@ -86,8 +86,10 @@ def test_links_loops_and_same_names_each_get_their_row(tmp_path):
     src = tmp_path / "src"
     expected = files.write_links(src)
     rows = ingest_local(src, tmp_path / "out", INLINE)
-    got = {os.path.relpath(r["input_path"], src): r["reason"].split(":")[0] if r["status"] == "rejected" else None
-           for r in rows}
+    got = {
+        os.path.relpath(r["input_path"], src): r["reason"].split(":")[0] if r["status"] == "rejected" else None
+        for r in rows
+    }
     assert got == expected
     named = {os.path.relpath(r["input_path"], src): r for r in rows}
     assert len({r["asset_id"] for r in rows}) == len(rows)
@@ -140,8 +142,7 @@ def test_hangs_and_memory_blowups_are_stopped_within_the_limits(tmp_path):
     assert by_name(rows)["deep.gltf"]["reason"].startswith("timeout")
     assert by_name(rows)["good.stl"]["status"] == "accepted"
     bomb = files.instances_gltf(tmp_path / "instances.gltf", 2_000)
-    rows = ingest_local(bomb, tmp_path / "out2", INLINE,
-                        Limits(memory_mb=300, max_faces=10**9))
+    rows = ingest_local(bomb, tmp_path / "out2", INLINE, Limits(memory_mb=300, max_faces=10**9))
     assert rows[0]["reason"].startswith("memory_limit")
 
 

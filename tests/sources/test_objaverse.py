@@ -35,17 +35,19 @@ def cache(tmp_path):
 
 
 def test_cached_objects_need_no_network(tmp_path, cache, network):
-    rows = ingest_objaverse(tmp_path / "out", INLINE, uids=[A, B, C, "nope"],
-                            cache_dir=cache, download=False)
+    rows = ingest_objaverse(tmp_path / "out", INLINE, uids=[A, B, C, "nope"], cache_dir=cache, download=False)
     by_uid = {r["uid"]: r for r in rows}
     assert by_uid[A]["status"] == "accepted" and by_uid[A]["faces"] == 12
     assert (by_uid[A]["name"], by_uid[A]["license"]) == ("Box", "by")
     assert by_uid[A]["input_path"].endswith(f"hf-objaverse-v1/glbs/000-000/{A}.glb")
     assert (tmp_path / "out" / by_uid[A]["path"]).is_file()
     assert {u: r.get("reason", "").split(":")[0] for u, r in by_uid.items()} == {
-        A: "", B: "invalid_file", C: "not_cached", "nope": "missing_uid"}
-    assert all(r["source"] == "objaverse" and r["asset_id"] == f"objaverse-{r['uid']}"
-               for r in rows)
+        A: "",
+        B: "invalid_file",
+        C: "not_cached",
+        "nope": "missing_uid",
+    }
+    assert all(r["source"] == "objaverse" and r["asset_id"] == f"objaverse-{r['uid']}" for r in rows)
     assert network == []
 
 

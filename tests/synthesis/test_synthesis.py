@@ -123,13 +123,23 @@ def test_unknown_family_is_refused(tmp_path):
 
 def test_cli_end_to_end(tmp_path, capsys):
     out = tmp_path / "out"
-    argv = ["synth", "--count", "2", "--seed", "3", "--out", str(out),
-            "--families", "heat_sink,tower_block", "--executor", "inline"]
+    argv = [
+        "synth",
+        "--count",
+        "2",
+        "--seed",
+        "3",
+        "--out",
+        str(out),
+        "--families",
+        "heat_sink,tower_block",
+        "--executor",
+        "inline",
+    ]
     assert cli.main(argv) == 0
     rows = mf.read_manifest(out)
     assert [r["generator"] for r in rows] == ["heat_sink", "tower_block"]
     assert all((out / r["path"]).exists() for r in rows)
     printed = capsys.readouterr().out
     assert "2 items: 2 accepted" in printed and "median sharp edges" in printed
-    assert cli.main(["synth", "--count", "1", "--out", str(out), "--families", "teapot",
-                     "--executor", "inline"]) == 2
+    assert cli.main(["synth", "--count", "1", "--out", str(out), "--families", "teapot", "--executor", "inline"]) == 2

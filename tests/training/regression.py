@@ -22,7 +22,14 @@ def regression(out, batch_size: int, grad_accum: int = 1, steps: int = 3) -> Reg
     g = torch.Generator().manual_seed(0)
     samples = [{"x": torch.randn(4, generator=g).numpy(), "y": torch.randn(2, generator=g).numpy()} for _ in range(32)]
     data = Batches(lambda start: ListStream(samples, 0, start, batch_size), batch_size, lambda s, rng: s)
-    cfg = TrainerConfig(steps=steps, grad_accum=grad_accum, ema_decay=0, device="cpu", log_every=1, ckpt_every=0,
-                        optim=OptimConfig(lr=0.05, warmup_steps=0, grad_clip=0))
+    cfg = TrainerConfig(
+        steps=steps,
+        grad_accum=grad_accum,
+        ema_decay=0,
+        device="cpu",
+        log_every=1,
+        ckpt_every=0,
+        optim=OptimConfig(lr=0.05, warmup_steps=0, grad_clip=0),
+    )
     torch.manual_seed(0)
     return Regression(cfg, torch.nn.Linear(4, 2), data, out, run_config={})

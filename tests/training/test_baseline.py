@@ -52,8 +52,9 @@ def curve() -> list[float]:
     cfg = preset_config("tiny", tracking=TrackingConfig(enabled=False))
     cfg.data = dataclasses.replace(cfg.data, shards=str(FIXTURE), batch_size=2, val_samples=1, vis_samples=1)
     cfg.data.augment = dataclasses.replace(cfg.data.augment, resolution=16)
-    cfg.trainer = dataclasses.replace(cfg.trainer, steps=STEPS, log_every=1, device="cpu", precision="fp32",
-                                      compile=False)
+    cfg.trainer = dataclasses.replace(
+        cfg.trainer, steps=STEPS, log_every=1, device="cpu", precision="fp32", compile=False
+    )
     with tempfile.TemporaryDirectory() as out:
         torch.manual_seed(cfg.trainer.seed)
         t = NiRNETrainer(cfg, build_model(cfg), build_data(cfg), out)
@@ -66,7 +67,8 @@ def test_tiny_nirne_run_follows_the_stored_loss_curve():
     got = curve()
     assert len(got) == len(stored["train/loss"]) == STEPS
     assert got == pytest.approx(stored["train/loss"], rel=TOLERANCE), (
-        "the loss curve moved; if the change means to, regenerate it: see this module's docstring")
+        "the loss curve moved; if the change means to, regenerate it: see this module's docstring"
+    )
 
 
 def test_the_fixture_is_a_shard_set_the_readers_accept():

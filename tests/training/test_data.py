@@ -6,8 +6,17 @@ from hi3dgen.data.views import AugmentConfig, ListStream, ViewBatches, prepare_v
 
 def test_flip_mirrors_normals_and_crops_keep_unit_normals():
     s = toy.toy_samples(1, 32, "synthetic")[0]
-    still = AugmentConfig(resolution=32, crop_scale=(1, 1), crop_ratio=(1, 1), brightness=0, contrast=0,
-                          saturation=0, gamma=(1, 1), noise_std=0, blur_prob=0)
+    still = AugmentConfig(
+        resolution=32,
+        crop_scale=(1, 1),
+        crop_ratio=(1, 1),
+        brightness=0,
+        contrast=0,
+        saturation=0,
+        gamma=(1, 1),
+        noise_std=0,
+        blur_prob=0,
+    )
     outs = [prepare_view(s, still, np.random.default_rng(i)) for i in range(8)]
     flipped = [o for o in outs if not np.array_equal(o["mask"], s["mask"])]
     kept = [o for o in outs if np.array_equal(o["mask"], s["mask"])]

@@ -24,7 +24,7 @@ from hi3dgen.training.tracking import TrackingConfig
 from hi3dgen.training.trainer import init_distributed
 from tests.training.regression import regression
 
-NIRNE = '''
+NIRNE = """
 from hi3dgen.training.nirne import preset_config, NiRNETrainer, build_model, build_data
 cfg = preset_config("tiny")
 cfg.data = dataclasses.replace(cfg.data, toy_train=16, toy_size=24, batch_size=2, val_samples=4)
@@ -33,9 +33,9 @@ cfg.trainer = dataclasses.replace(cfg.trainer, steps=4, log_every=2, ckpt_every=
 cfg.tracking.enabled = False
 env = init_distributed()
 t = NiRNETrainer(cfg, build_model(cfg), build_data(cfg), sys.argv[1])
-'''
+"""
 
-NORLD = '''
+NORLD = """
 from hi3dgen.inference.checkpoints import load_vae
 from hi3dgen.training.norld import NoRLDTrainer, build_model, preset_config
 from hi3dgen.training.vae import build_data
@@ -48,9 +48,9 @@ cfg.tracking.enabled = False
 env = init_distributed()
 vae = load_vae(cfg.vae)
 t = NoRLDTrainer(cfg, build_model(cfg, vae, "cpu"), vae, build_data(cfg.data, cfg.trainer.seed), sys.argv[1])
-'''
+"""
 
-WORKER = '''
+WORKER = """
 import dataclasses, sys, torch
 torch.set_num_threads(1)
 from hi3dgen.training.trainer import init_distributed
@@ -58,7 +58,7 @@ from hi3dgen.training.trainer import init_distributed
 t.train()
 torch.save({"world": env.world_size, "model": t.model.state_dict(), "ema": t.ema.shadow, "consumed": t.data.consumed},
            f"{sys.argv[2]}/rank{env.rank}.pt")
-'''
+"""
 
 
 def _vae(tmp_path) -> str:
@@ -84,9 +84,21 @@ def test_two_ranks_stay_in_sync(tmp_path, model):
     script.write_text(WORKER.replace("{setup}", NIRNE if model == "nirne" else NORLD))
     extra = [_vae(tmp_path)] if model == "norld" else []
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(script),
-         str(tmp_path / "run"), str(tmp_path), *extra],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            str(script),
+            str(tmp_path / "run"),
+            str(tmp_path),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     a, b = _ranks(tmp_path)
@@ -105,8 +117,7 @@ def spawn(tmp_path, fn, *args, world: int = 2) -> None:
     import torch._dynamo  # noqa: F401  (torch's optimizers load it on first use: here once, not in each rank)
 
     store = tmp_path / f"store-{len(list(tmp_path.glob('store-*')))}"  # a file store: no port to pick
-    torch.multiprocessing.start_processes(_rank, args=(world, str(store), fn, args), nprocs=world,
-                                          start_method="fork")
+    torch.multiprocessing.start_processes(_rank, args=(world, str(store), fn, args), nprocs=world, start_method="fork")
 
 
 def _rank(rank: int, world: int, store: str, fn, args) -> None:
@@ -136,9 +147,16 @@ def _train_nirne(runs: list[tuple[str, str, int | None]]) -> None:
         t = NiRNETrainer(cfg, build_model(cfg), build_data(cfg), out)
         t.train(stop_at=stop_at)
         os.makedirs(result, exist_ok=True)
-        torch.save({"model": t.model.state_dict(), "ema": t.ema.shadow, "rng": torch.get_rng_state(),
-                    "losses": [h["train/loss"] for h in t.history], "step": t.step},
-                   f"{result}/rank{t.env.rank}.pt")
+        torch.save(
+            {
+                "model": t.model.state_dict(),
+                "ema": t.ema.shadow,
+                "rng": torch.get_rng_state(),
+                "losses": [h["train/loss"] for h in t.history],
+                "step": t.step,
+            },
+            f"{result}/rank{t.env.rank}.pt",
+        )
 
 
 @pytest.mark.slow

@@ -19,8 +19,26 @@ KILL_AFTER = 10  # the kill comes once a checkpoint of this step or later is wri
 
 
 def _cmd(out):
-    return [sys.executable, "-m", "hi3dgen_cli", "train", "nirne", "--data", "toy", "--preset", "tiny",
-            "--steps", str(STEPS), "--ckpt-every", "5", "--log-every", "5", "--no-tracking", "--out", str(out)]
+    return [
+        sys.executable,
+        "-m",
+        "hi3dgen_cli",
+        "train",
+        "nirne",
+        "--data",
+        "toy",
+        "--preset",
+        "tiny",
+        "--steps",
+        str(STEPS),
+        "--ckpt-every",
+        "5",
+        "--log-every",
+        "5",
+        "--no-tracking",
+        "--out",
+        str(out),
+    ]
 
 
 def _env():

@@ -44,8 +44,26 @@ def shard_dirs(tmp_path_factory):
     for i, domain in enumerate(("real", "synthetic")):
         images, normals = write_pairs(root, domain, 24, seed=i)
         out[domain] = root / f"shards_{domain}"
-        assert run_cli(["import-pairs", "--images", str(images), "--normals", str(normals), "--out", str(out[domain]),
-                        "--domain", domain, "--val-fraction", "0.2", "--samples-per-shard", "8"]) == 0
+        assert (
+            run_cli(
+                [
+                    "import-pairs",
+                    "--images",
+                    str(images),
+                    "--normals",
+                    str(normals),
+                    "--out",
+                    str(out[domain]),
+                    "--domain",
+                    domain,
+                    "--val-fraction",
+                    "0.2",
+                    "--samples-per-shard",
+                    "8",
+                ]
+            )
+            == 0
+        )
     return out
 
 
@@ -63,15 +81,29 @@ def test_import_pairs_round_trips_losslessly(shard_dirs, tmp_path):
     (images / "broken.png").write_bytes(b"not a png")
     (normals / "broken.png").write_bytes(b"not a png")
     run_cli(["import-pairs", "--images", str(images), "--normals", str(normals), "--out", str(tmp_path / "s")])
-    rows = {json.loads(l)["asset_id"]: json.loads(l) for l in (tmp_path / "s/manifest.jsonl").read_text().splitlines()}
+    lines = (tmp_path / "s/manifest.jsonl").read_text().splitlines()
+    rows = {json.loads(line)["asset_id"]: json.loads(line) for line in lines}
     assert rows["lonely"]["reason"].startswith("no_normal_map") and rows["broken"]["status"] == "rejected"
     assert sum(r["status"] == "accepted" for r in rows.values()) == 2
 
 
 def test_domain_without_samples_is_a_clear_error(shard_dirs, tmp_path):
     with pytest.raises(ValueError, match="domain 'real'"):
-        run_cli(["train", "nirne", "--stage", "1", "--preset", "tiny", "--data", str(shard_dirs["synthetic"]),
-                 "--out", str(tmp_path / "run"), "--no-tracking"])
+        run_cli(
+            [
+                "train",
+                "nirne",
+                "--stage",
+                "1",
+                "--preset",
+                "tiny",
+                "--data",
+                str(shard_dirs["synthetic"]),
+                "--out",
+                str(tmp_path / "run"),
+                "--no-tracking",
+            ]
+        )
 
 
 def test_learns_then_stage2_keeps_clean_stream_frozen(tmp_path):
@@ -126,15 +158,46 @@ def test_presets_and_their_refusals(tmp_path):
 def test_cli_stage1_stage2_eval_predict(shard_dirs, tmp_path, capsys):
     common = ["--preset", "tiny", "--steps", "6", "--batch-size", "4", "--no-tracking", "--resolution", "16"]
     run1, run2 = tmp_path / "run1", tmp_path / "run2"
-    assert run_cli(["train", "nirne", "--stage", "1", "--data", str(shard_dirs["real"]), "--out", str(run1), *common]) == 0
-    assert run_cli(["train", "nirne", "--stage", "2", "--init", str(run1 / "checkpoints/last.pt"),
-                    "--data", str(shard_dirs["synthetic"]), "--out", str(run2), *common]) == 0
+    assert (
+        run_cli(["train", "nirne", "--stage", "1", "--data", str(shard_dirs["real"]), "--out", str(run1), *common]) == 0
+    )
+    assert (
+        run_cli(
+            [
+                "train",
+                "nirne",
+                "--stage",
+                "2",
+                "--init",
+                str(run1 / "checkpoints/last.pt"),
+                "--data",
+                str(shard_dirs["synthetic"]),
+                "--out",
+                str(run2),
+                *common,
+            ]
+        )
+        == 0
+    )
     state = checkpoint.load(run2 / "checkpoints/last.pt")
     assert state["step"] == 6 and state["config"]["stage"] == 2 and state["config"]["data"]["domain"] is None
 
     out = tmp_path / "metrics.json"
-    assert run_cli(["eval", "nirne", "--checkpoint", str(run2 / "model.pt"), "--data", str(shard_dirs["synthetic"]),
-                    "--out", str(out)]) == 0
+    assert (
+        run_cli(
+            [
+                "eval",
+                "nirne",
+                "--checkpoint",
+                str(run2 / "model.pt"),
+                "--data",
+                str(shard_dirs["synthetic"]),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     m = json.loads(out.read_text())
     assert {"SNE", "median", "pct_11.25", "pct_22.5", "pct_30"} <= set(m)
     # The figures are those of the model on those views: recomputed here from predict_image.
@@ -150,8 +213,17 @@ def test_cli_stage1_stage2_eval_predict(shard_dirs, tmp_path, capsys):
     cv2.imwrite(str(imgs / "odd.png"), rgba)
     (imgs / "bad.png").write_bytes(b"garbage")
     pred = tmp_path / "pred"
-    code = run_cli(["predict-normal", "--checkpoint", str(run2 / "checkpoints/last.pt"), "--out", str(pred),
-                    str(imgs / "bad.png"), str(imgs / "odd.png")])
+    code = run_cli(
+        [
+            "predict-normal",
+            "--checkpoint",
+            str(run2 / "checkpoints/last.pt"),
+            "--out",
+            str(pred),
+            str(imgs / "bad.png"),
+            str(imgs / "odd.png"),
+        ]
+    )
     assert code == 1 and "bad.png: not a readable image" in capsys.readouterr().err
     raw = codec.decode_normal_raw((pred / "odd.normal.png").read_bytes())
     assert raw.shape == (23, 37, 3) and not raw[:, :10].any() and raw[:, 10:].all(-1).all()
@@ -159,7 +231,14 @@ def test_cli_stage1_stage2_eval_predict(shard_dirs, tmp_path, capsys):
     assert np.allclose(np.linalg.norm(n, axis=-1), 1, atol=1e-3)
     assert (pred / "odd.preview.png").exists()
     first = (pred / "odd.normal.png").read_bytes()
-    again = ["predict-normal", "--checkpoint", str(run2 / "checkpoints/last.pt"), "--out", str(pred), str(imgs / "odd.png")]
+    again = [
+        "predict-normal",
+        "--checkpoint",
+        str(run2 / "checkpoints/last.pt"),
+        "--out",
+        str(pred),
+        str(imgs / "odd.png"),
+    ]
     assert run_cli(again) == 1 and "odd.normal.png exists; not overwritten" in capsys.readouterr().err
     assert run_cli([*again, "--overwrite"]) == 0
     assert capsys.readouterr().out.strip() == f"{imgs / 'odd.png'} -> {pred / 'odd.normal.png'}"

@@ -7,9 +7,8 @@ import torch
 from hi3dgen.inference.checkpoints import load_vae
 from hi3dgen.training.norld import NoRLDTrainer, build_model, preset_config
 from hi3dgen.training.tracking import TrackingConfig
-from hi3dgen.training.vae import build_data
+from hi3dgen.training.vae import build_data, train_vae
 from hi3dgen.training.vae import preset_config as vae_preset
-from hi3dgen.training.vae import train_vae
 from tests import gltf
 
 
@@ -145,16 +144,72 @@ def cli_outputs(vae_path, tmp_path_factory):
 
     tmp_path = tmp_path_factory.mktemp("cli")
     norld, nirne = tmp_path / "norld", tmp_path / "nirne"
-    assert run("train", "norld", "--data", "toy", "--vae", vae_path, "--out", norld, "--preset", "tiny",
-               "--steps", 2, "--reg-grid", 16, "--no-tracking") == 0
-    assert run("eval", "norld", "--norld", norld / "model.pt", "--vae", vae_path, "--data", "toy",
-               "--out", tmp_path / "m.json", "--limit", 1, "--steps", 2, "--grid", 24) == 0
-    assert run("train", "nirne", "--data", "toy", "--out", nirne, "--preset", "tiny", "--steps", 1, "--no-tracking") == 0
+    assert (
+        run(
+            "train",
+            "norld",
+            "--data",
+            "toy",
+            "--vae",
+            vae_path,
+            "--out",
+            norld,
+            "--preset",
+            "tiny",
+            "--steps",
+            2,
+            "--reg-grid",
+            16,
+            "--no-tracking",
+        )
+        == 0
+    )
+    assert (
+        run(
+            "eval",
+            "norld",
+            "--norld",
+            norld / "model.pt",
+            "--vae",
+            vae_path,
+            "--data",
+            "toy",
+            "--out",
+            tmp_path / "m.json",
+            "--limit",
+            1,
+            "--steps",
+            2,
+            "--grid",
+            24,
+        )
+        == 0
+    )
+    assert (
+        run("train", "nirne", "--data", "toy", "--out", nirne, "--preset", "tiny", "--steps", 1, "--no-tracking") == 0
+    )
     image = np.zeros((40, 50, 4), np.uint8)
     cv2.circle(image, (25, 20), 12, (200, 120, 60, 255), -1)
     cv2.imwrite(str(tmp_path / "in.png"), image)
-    assert run("generate", "--nirne", nirne / "model.pt", "--vae", vae_path, "--norld", norld / "model.pt",
-               "--out", tmp_path / "gen" / "mesh.glb", "--steps", 2, "--grid", 33, tmp_path / "in.png") == 0
+    assert (
+        run(
+            "generate",
+            "--nirne",
+            nirne / "model.pt",
+            "--vae",
+            vae_path,
+            "--norld",
+            norld / "model.pt",
+            "--out",
+            tmp_path / "gen" / "mesh.glb",
+            "--steps",
+            2,
+            "--grid",
+            33,
+            tmp_path / "in.png",
+        )
+        == 0
+    )
     return tmp_path
 
 
@@ -176,7 +231,7 @@ def test_cli_trains_evaluates_and_generates(cli_outputs):
     # The preview: the input, its normal map, then the mesh from four views, each 256 x 256.
     preview = cv2.imread(str(cli_outputs / "gen" / "mesh.preview.png"), cv2.IMREAD_COLOR)
     assert preview.shape == (256, 6 * 256, 3)
-    tiles = [preview[:, i * 256:(i + 1) * 256] for i in range(6)]
+    tiles = [preview[:, i * 256 : (i + 1) * 256] for i in range(6)]
     assert tiles[0][128, 128].tolist() == [200, 120, 60]  # the input file's pixel (BGR) at the circle
     assert not tiles[0][:20].any() and not tiles[1][:20].any()  # letterboxed: background above the image
     assert all(tile.any(axis=2).mean() > 0.02 for tile in tiles[2:])  # the mesh shows in every view

@@ -67,7 +67,8 @@ def test_checkpoints_keep_the_last_k_and_delete_only_their_own(tmp_path):
         (ckpts / name).write_text("not the trainer's")
     trainer(tiny(steps=7, ckpt_every=2, keep_last=2), tmp_path).train()
     assert sorted(p.name for p in ckpts.iterdir()) == sorted(
-        ["best.pt", "last.pt", "step_00000006.pt", "step_00000007.pt", *mine])
+        ["best.pt", "last.pt", "step_00000006.pt", "step_00000007.pt", *mine]
+    )
     assert (ckpts / "last.pt").samefile(ckpts / "step_00000007.pt")  # one file, two names
     assert checkpoint.load(ckpts / "step_00000006.pt")["step"] == 6
     assert all((ckpts / name).read_text() == "not the trainer's" for name in mine)
@@ -122,9 +123,13 @@ def test_checkpoint_and_exported_model(tmp_path):
     (tmp_path / "empty.pt").write_bytes(b"")
     torch.save(torch.zeros(3), tmp_path / "tensor.pt")
     torch.save({"weights": torch.zeros(3)}, tmp_path / "dict.pt")
-    for name, says in [("torn.pt", "is not a checkpoint torch can read"), ("text.pt", "is not a checkpoint torch can read"),
-                       ("empty.pt", "is empty (0 bytes)"), ("tensor.pt", "holds a Tensor, not a model or checkpoint"),
-                       ("dict.pt", "holds a dict without 'kind'")]:
+    for name, says in [
+        ("torn.pt", "is not a checkpoint torch can read"),
+        ("text.pt", "is not a checkpoint torch can read"),
+        ("empty.pt", "is empty (0 bytes)"),
+        ("tensor.pt", "holds a Tensor, not a model or checkpoint"),
+        ("dict.pt", "holds a dict without 'kind'"),
+    ]:
         with pytest.raises(ValueError, match=f"{name} {says}".replace("(", r"\(").replace(")", r"\)")):
             checkpoint.load(tmp_path / name)
 
@@ -136,23 +141,44 @@ def test_a_foreign_file_as_checkpoint_is_a_clear_error(tmp_path, capsys):
     argv = ["predict-normal", "--checkpoint", str(tmp_path / "notes.pt"), "--out", str(tmp_path / "out"), str(image)]
     assert hi3dgen_cli.main(argv) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"hi3dgen predict-normal: error: {tmp_path / 'notes.pt'} is not a checkpoint") and len(err.splitlines()) == 1
+    assert (
+        err.startswith(f"hi3dgen predict-normal: error: {tmp_path / 'notes.pt'} is not a checkpoint")
+        and len(err.splitlines()) == 1
+    )
 
 
-@pytest.mark.parametrize("field,value,says", [
-    ("steps", -1, "steps must be at least 1"), ("steps", 0, "steps must be at least 1"),
-    ("log_every", -1, "log_every must be 0 or more"), ("ema_decay", 1.0, r"ema_decay must be in \[0, 1\)"),
-    ("keep_last", -1, "keep_last must be 0 or more"), ("grad_accum", 0, "grad_accum must be at least 1"),
-    ("best_mode", "lowest", "best_mode must be one of"),
-    ("optim", OptimConfig(lr=float("nan")), "lr must be a positive number"),
-])
+@pytest.mark.parametrize(
+    "field,value,says",
+    [
+        ("steps", -1, "steps must be at least 1"),
+        ("steps", 0, "steps must be at least 1"),
+        ("log_every", -1, "log_every must be 0 or more"),
+        ("ema_decay", 1.0, r"ema_decay must be in \[0, 1\)"),
+        ("keep_last", -1, "keep_last must be 0 or more"),
+        ("grad_accum", 0, "grad_accum must be at least 1"),
+        ("best_mode", "lowest", "best_mode must be one of"),
+        ("optim", OptimConfig(lr=float("nan")), "lr must be a positive number"),
+    ],
+)
 def test_trainer_config_values_are_checked(field, value, says):
     with pytest.raises(ValueError, match=says):
         TrainerConfig(**{field: value})
 
 
 def test_bad_steps_stop_the_command_before_any_work(tmp_path, capsys):
-    argv = ["train", "nirne", "--data", "toy", "--preset", "tiny", "--steps", "-1", "--no-tracking", "--out", str(tmp_path / "run")]
+    argv = [
+        "train",
+        "nirne",
+        "--data",
+        "toy",
+        "--preset",
+        "tiny",
+        "--steps",
+        "-1",
+        "--no-tracking",
+        "--out",
+        str(tmp_path / "run"),
+    ]
     assert hi3dgen_cli.main(argv) == 2
     assert "steps must be at least 1, not -1" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
@@ -208,8 +234,11 @@ def test_mlflow_tracking_for_real(tmp_path, monkeypatch):
     assert [a.path for a in client.list_artifacts(run.info.run_id, "model")] == ["model/model.pt"]
     location = client.get_experiment(run.info.experiment_id).artifact_location
     assert location.startswith((tmp_path / "state").as_uri())
-    img = np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(
-        client.download_artifacts(run.info.run_id, grid.path, str(tmp_path))))
+    img = np.asarray(
+        __import__("PIL.Image", fromlist=["Image"]).open(
+            client.download_artifacts(run.info.run_id, grid.path, str(tmp_path))
+        )
+    )
     assert img.shape == (2 * 16, 4 * 16, 3)  # 2 samples x (input | prediction | ground truth | error)
 
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from hi3dgen.models.shape_vae import ShapeVAE
-from hi3dgen.training.tracking import TrackingConfig
 from hi3dgen.synthesis.toy import toy_shape
+from hi3dgen.training.tracking import TrackingConfig
 from hi3dgen.training.vae import VAETrainer, build_data, preset_config, train_vae
 
 
@@ -29,7 +29,11 @@ def test_toy_shapes_follow_the_shape_sample_contract():
     assert np.allclose(np.linalg.norm(s["surface"][:, 3:], axis=1), 1, atol=1e-5)
     assert np.ptp(s["surface"][:, :3], axis=0).max() == pytest.approx(1.0, abs=1e-3)  # unit cube
     v = len(s["normals"])
-    assert s["normals"].shape == (v, 3, cfg.toy_size, cfg.toy_size) and s["masks"].shape == (v, cfg.toy_size, cfg.toy_size)
+    assert s["normals"].shape == (v, 3, cfg.toy_size, cfg.toy_size) and s["masks"].shape == (
+        v,
+        cfg.toy_size,
+        cfg.toy_size,
+    )
     assert s["cameras"]["K"].shape == (v, 3, 3) and s["cameras"]["c2w"].shape == (v, 4, 4)
     inside = s["sdf"][:, 3] < 0
     assert 0 < inside.mean() < 1
