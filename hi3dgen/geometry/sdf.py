@@ -8,8 +8,8 @@ distance, and the fast winding number of Barill et al. 2018 (a tree of triangles
 count as their second-order expansion) for the sign.
 
 Measured on DetailVerse assets of 23-103k faces (bench/sdf.py, BENCHMARKS.md): 16,384 SDF samples
-in 0.4-1.1 s of one core, 11-32x faster than the numpy trees this replaced (shape_samples as a
-whole), with the same signs and distances.
+in 0.4-1.1 s of one core; shape_samples as a whole is 11-30x faster than with the numpy trees this
+replaced, with the same signs and distances.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from hi3dgen.assets.mesh import clean, validate
 
 MAX_EDGE = 0.1  # faces are cut to edges below this share of the mesh's longest side
 # Tree nodes farther than ACCURACY times their radius count as their expansion. libigl's default, 2,
-# costs 1.27x for a winding-number error of at most 0.009 instead of 0.032 on DetailVerse assets;
-# the numpy trees this replaced erred by up to 0.086.
+# costs 1.27x for a winding-number error of at most 0.007 instead of 0.032 on DetailVerse assets;
+# the numpy trees this replaced erred by up to 0.093.
 ACCURACY = 1.5
 UNIFORM_BOUND = 0.55  # uniform SDF samples fill [-0.55, 0.55]^3 around the unit-cube asset
 
