@@ -56,7 +56,7 @@ OPTIONAL_VIEW_MEMBERS = ("rgb.png",)
 VIEW_FILE_RE = re.compile(r"^(\d{3})\.(.+)$")
 SHARD_RE = re.compile(r"^(views|shapes)/(train|val)-\d{6}\.tar$")
 CACHE_RE = re.compile(r"^\.cache/[A-Za-z0-9_-]+-[0-9a-f]{16}-[0-9a-f]{16}\.npz$")
-GEOMETRY_LIBRARIES = ("trimesh", "numpy", "scipy")  # their versions key the cache beside the code
+GEOMETRY_LIBRARIES = ("trimesh", "numpy", "scipy", "libigl")  # their versions key the cache beside the code
 
 
 @dataclasses.dataclass
