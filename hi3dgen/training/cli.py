@@ -17,6 +17,9 @@ TRAINER_FLAGS = {
     "precision": ("trainer", "precision", str, "auto | bf16 | fp32"),
     "seed": ("trainer", "seed", int, None),
     **{f"{w}-every": ("trainer", f"{w}_every", int, "steps between them") for w in ("log", "val", "vis", "ckpt")},
+    "keep-last": ("trainer", "keep_last", int, "step checkpoints kept (0: all)"),
+    "grad-accum": ("trainer", "grad_accum", int, "micro-batches per optimizer step"),
+    "best-metric": ("trainer", "best_metric", str, "val metric of checkpoints/best.pt (auto: the task's; '': none)"),
 }
 
 
