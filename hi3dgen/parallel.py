@@ -9,6 +9,7 @@ asset never fails the stage.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import os
 import sys
@@ -176,15 +177,15 @@ def run_stage(
     """
     t0 = time.monotonic()
     ids = [it["asset_id"] for it in items]
-    dupes = sorted({k for k in ids if ids.count(k) > 1}) if len(set(ids)) != len(ids) else []
+    dupes = sorted(k for k, n in collections.Counter(ids).items() if n > 1)
     if dupes:
         raise ValueError(f"{name}: duplicate asset_id among inputs: {dupes[:5]}")
     out_dir = Path(out_dir)
     journal = mf.Journal(
         out_dir, mf.fingerprint({**config, "code": lineage.code_digest(lineage.function_module(work))})
     )
-    previous = journal.rows() if journal.path.exists() else []
-    old_manifest = mf.read_jsonl(out_dir / mf.MANIFEST) if (out_dir / mf.MANIFEST).exists() else []
+    previous = journal.rows()
+    old_manifest = mf.read_jsonl(out_dir / mf.MANIFEST)
     known = set(ids) | {r["asset_id"] for r in previous} | {r["asset_id"] for r in old_manifest}
     bookkeeping = {mf.MANIFEST, mf.JOURNAL, *extra_files}
 
@@ -194,7 +195,7 @@ def run_stage(
 
     out_dir = io.claim_dir(out_dir, name, ours, inputs)
     io.remove_temp_files(out_dir)
-    done = journal.done()
+    done = journal.done(previous)
     item_fps = {it["asset_id"]: mf.fingerprint(it) for it in items}
     rows = {
         k: done[k][1]

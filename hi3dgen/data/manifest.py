@@ -110,9 +110,11 @@ class Journal:
         """Every whole entry, of any config."""
         return read_jsonl(self.path, torn_tail=True)
 
-    def done(self) -> dict[str, tuple[str, dict]]:
-        """`asset_id -> (item fingerprint, row)` finished under the same config (last one wins)."""
-        return {r["asset_id"]: (r.get("item"), r["row"]) for r in self.rows() if r.get("fp") == self.fp}
+    def done(self, rows: list[dict] | None = None) -> dict[str, tuple[str, dict]]:
+        """`asset_id -> (item fingerprint, row)` finished under the same config (last one wins), of
+        `rows` already read from this journal or else of the file."""
+        rows = self.rows() if rows is None else rows
+        return {r["asset_id"]: (r.get("item"), r["row"]) for r in rows if r.get("fp") == self.fp}
 
     def _open(self):
         if self._file is None:
