@@ -1,8 +1,10 @@
-"""Fan-out of per-item work over Ray (local or a cluster), and the resumable stage loop.
+"""Fan-out of per-item work over Ray (local or a cluster) or local worker processes, and the resumable
+stage loop.
 
 `run_stage` is the one loop every per-asset stage uses: it claims its output folder (refusing one
 that holds files it did not write), skips what the journal says is done under the same config and
-code, runs the rest (Ray tasks with bounded in-flight work and retries of lost workers), turns any
+code, runs the rest (Ray tasks or local processes, with bounded in-flight work and retries of lost
+workers), turns any
 failure of one item into a `rejected` row with the reason, and writes the sorted manifest. One bad
 asset never fails the stage.
 """
@@ -11,11 +13,14 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import multiprocessing as mp
 import os
+import pickle
 import sys
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
+from multiprocessing.connection import wait
 from pathlib import Path
 
 from tqdm import tqdm
@@ -23,23 +28,31 @@ from tqdm import tqdm
 from hi3dgen import io, lineage
 from hi3dgen.data import manifest as mf
 
+KINDS = ("ray", "process", "inline")
+
 
 @dataclasses.dataclass
 class ExecutorConfig:
     """Where per-item work runs. `ray`: Ray tasks (a local Ray unless `address` names a cluster);
-    `inline`: in this process, one item after another (debugging, machines without Ray)."""
+    `process`: a pool of local worker processes (machines without Ray, such as the GPU machine);
+    `inline`: in this process, one item after another (debugging)."""
 
     kind: str = "ray"
     address: str | None = None
-    workers: int | None = None  # CPUs for a local Ray; None = all cores
+    workers: int | None = None  # CPUs of a local Ray, or worker processes; None = all cores
     cpus_per_task: float = 1.0
     gpus_per_task: float = 0.0
     max_in_flight: int = 64
     retries: int = 2  # re-runs of an item whose worker died (OOM kill, lost node)
+    start_method: str = "forkserver"  # of `process` workers: both are CUDA-safe, unlike fork
 
     def __post_init__(self):
-        if self.kind not in ("ray", "inline"):
-            raise ValueError(f"executor kind must be 'ray' or 'inline', not {self.kind!r}")
+        if self.kind not in KINDS:
+            raise ValueError(f"executor kind must be one of {', '.join(KINDS)}, not {self.kind!r}")
+        if self.start_method not in ("forkserver", "spawn"):
+            raise ValueError(f"start_method must be 'forkserver' or 'spawn', not {self.start_method!r}")
+        if self.max_in_flight < 1 or (self.workers is not None and self.workers < 1):
+            raise ValueError("max_in_flight and workers must be at least 1")
 
 
 def init_ray(cfg: ExecutorConfig, **init_kwargs):
@@ -105,6 +118,9 @@ def _fan_out(fn: Callable, items: list, cfg: ExecutorConfig, bar: tqdm):
             bar.update()
             yield out
         return
+    if cfg.kind == "process":
+        yield from _fan_out_processes(fn, items, cfg, bar)
+        return
     ray = init_ray(cfg)
     task = ray.remote(num_cpus=cfg.cpus_per_task, num_gpus=cfg.gpus_per_task, max_retries=cfg.retries)(_apply)
     fn_ref = ray.put(fn)
@@ -127,6 +143,95 @@ def _fan_out(fn: Callable, items: list, cfg: ExecutorConfig, bar: tqdm):
             out = (item, False, _error_text(exc))
         bar.update()
         yield out
+
+
+# One thread per worker process for the native libraries that read these (numpy's BLAS, OpenMP):
+# the processes already fill the cores.
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def _process_worker(conn, fn_bytes: bytes) -> None:
+    """A `process` worker: runs `fn` on each item it is sent until it is sent None."""
+    for var in THREAD_VARS:
+        os.environ.setdefault(var, "1")
+    fn = pickle.loads(fn_bytes)
+    while (job := conn.recv()) is not None:
+        index, item = job
+        try:
+            out = (index, True, fn(item))
+        except Exception as exc:  # one bad item never fails the stage
+            traceback.print_exc(file=sys.stderr)
+            out = (index, False, _error_text(exc))
+        try:
+            conn.send(out)
+        except Exception as exc:  # a result that does not pickle
+            conn.send((index, False, _error_text(exc)))
+
+
+def _fan_out_processes(fn: Callable, items: list, cfg: ExecutorConfig, bar: tqdm):
+    """`items` over `cfg.workers` local processes, one item at a time each (so at most that many in
+    flight, and a dead process names the item it held). That item is run again up to `cfg.retries`
+    times in a fresh process, then yields an error naming the exit code."""
+    ctx = mp.get_context(cfg.start_method)
+    fn_bytes = pickle.dumps(fn)
+    queue = collections.deque(enumerate(items))
+    attempts: collections.Counter = collections.Counter()
+    busy: dict = {}  # connection -> (process, index of the item it runs)
+    idle: list = []
+
+    def start():
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=_process_worker, args=(child, fn_bytes), daemon=True)
+        proc.start()
+        child.close()
+        return parent, proc
+
+    try:
+        for _ in range(min(cfg.workers or os.cpu_count() or 1, cfg.max_in_flight, len(items))):
+            idle.append(start())
+        while queue or busy:
+            while queue and idle:
+                conn, proc = idle.pop()
+                index = queue.popleft()[0]
+                conn.send((index, items[index]))
+                busy[conn] = (proc, index)
+            ready = set(wait([*busy, *(p.sentinel for p, _ in busy.values())]))
+            for conn, (proc, index) in list(busy.items()):
+                dead = proc.sentinel in ready
+                if conn in ready or conn.poll():
+                    try:
+                        done, ok, result = conn.recv()
+                    except EOFError:  # died while sending
+                        dead = True
+                    else:
+                        del busy[conn]
+                        idle.append((conn, proc))
+                        bar.update()
+                        yield items[done], ok, result
+                        continue
+                if dead:
+                    proc.join()
+                    del busy[conn]
+                    conn.close()
+                    attempts[index] += 1
+                    if attempts[index] > cfg.retries:
+                        bar.update()
+                        yield items[index], False, f"worker process died (exit code {proc.exitcode})"
+                    else:
+                        queue.appendleft((index, items[index]))
+                    idle.append(start())
+    finally:
+        for conn, proc in [*idle, *((c, p) for c, (p, _) in busy.items())]:
+            try:
+                conn.send(None)
+            except OSError:
+                pass
+        for conn, proc in [*idle, *((c, p) for c, (p, _) in busy.items())]:
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join()
+            conn.close()
 
 
 # Rejections that may not happen again (a lost worker, the network): a rerun tries these items
@@ -252,12 +357,15 @@ def add_executor_args(parser) -> None:
     g = parser.add_argument_group("executor")
     g.add_argument(
         "--executor",
-        choices=("ray", "inline"),
+        choices=KINDS,
         default="ray",
-        help="ray: fan out over Ray tasks (default); inline: one item after another here",
+        help="ray: fan out over Ray tasks (default); process: local worker processes; inline: one item after "
+        "another here",
     )
     g.add_argument("--ray-address", default=None, help="a Ray cluster address (default: local Ray)")
-    g.add_argument("--workers", type=int, default=None, help="CPUs of the local Ray (default: all)")
+    g.add_argument(
+        "--workers", type=int, default=None, help="CPUs of the local Ray, or worker processes (default: all)"
+    )
 
 
 def executor_from_args(args, **overrides) -> ExecutorConfig:

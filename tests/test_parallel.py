@@ -86,6 +86,37 @@ def test_ray_worker_crash_is_a_row_not_a_failed_stage(tmp_path, ray_local):
     assert _calls(tmp_path).count("crash") == 2  # retried once, then reported
 
 
+def test_process_executor_gives_the_inline_manifest_and_outputs(tmp_path):
+    ids = ["b1", "a1", "bad", "c1", "d1"]
+    outs = {}
+    for kind in ("inline", "process"):
+        out = tmp_path / kind
+        (tmp_path / f"calls-{kind}").mkdir()
+        items = [{**it, "out": str(out)} for it in _items(tmp_path / f"calls-{kind}", ids)]
+        executor = ExecutorConfig(kind=kind, workers=2, max_in_flight=2)
+        rows = run_stage("t", out, items, _work, config={}, executor=executor)
+        assert [r["asset_id"] for r in rows] == ids
+        outs[kind] = (
+            (out / mf.MANIFEST).read_text(),
+            {p.name: p.read_text() for p in (out / "files").iterdir()},
+        )
+    assert outs["process"] == outs["inline"]
+    assert "cannot read this one" in outs["process"][0]
+
+
+def test_a_dead_worker_process_is_a_row_with_the_reason_and_the_rest_completes(tmp_path):
+    out = tmp_path / "out"
+    executor = ExecutorConfig(kind="process", workers=2, retries=1)
+    ids = ["a1", "crash", "b1", "c1"]
+    rows = run_stage("t", out, _items(tmp_path, ids), _work, config={}, executor=executor)
+    by_id = {r["asset_id"]: r for r in rows}
+    assert [by_id[k]["status"] for k in ("a1", "b1", "c1")] == ["accepted"] * 3
+    assert by_id["crash"]["status"] == "rejected"
+    assert by_id["crash"]["reason"] == "error: worker process died (exit code 1)"
+    assert _calls(tmp_path).count("crash") == 2  # retried once in a fresh process, then reported
+    assert sorted(_calls(tmp_path)) == sorted(["a1", "b1", "c1", "crash", "crash"])
+
+
 def test_manifest_rejects_bad_rows(tmp_path):
     with pytest.raises(ValueError, match="needs a reason"):
         mf.write_manifest(tmp_path, [{"asset_id": "a", "source": "s", "status": "rejected"}])
