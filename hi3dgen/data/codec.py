@@ -1,25 +1,50 @@
 """Encoding of the view-sample members (DESIGN.md "View sample"), and their lossless decoding.
 
-16-bit PNGs go through cv2 (PIL cannot write 16-bit RGB; webdataset's decoders turn them into
-8-bit), so both directions live here and nowhere else.
+PNGs are written here (one numpy filter for the whole image, zlib level 1): 2.5-3x faster than
+cv2.imencode at level 1, whose per-row adaptive filter choice is most of its time, and byte for byte
+a function of the pixels and zlib alone (not of the OpenCV build). They are decoded by cv2 (PIL
+cannot read 16-bit RGB exactly; webdataset's decoders turn them into 8-bit), so both directions live
+here and nowhere else.
 """
 
 from __future__ import annotations
 
 import io as _io
 import json
+import struct
+import zlib
 
 import cv2
 import numpy as np
 
-PNG_LEVEL = 1  # cv2 compression 1 is ~2x faster than 9 for ~4% more bytes
+PNG_LEVEL = 1  # zlib level: 9 is several times slower for a few percent fewer bytes
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_COLOUR_TYPE = {1: 0, 3: 2, 4: 6}  # channels -> grey, RGB, RGBA
+FILTER_NONE, FILTER_UP = 0, 2  # measured at 512²: none is smallest for 16-bit normals, up for 8-bit
 
 
-def _png(img: np.ndarray) -> bytes:
-    ok, buf = cv2.imencode(".png", img, [cv2.IMWRITE_PNG_COMPRESSION, PNG_LEVEL])
-    if not ok:
-        raise ValueError(f"PNG encoding failed for an array of shape {img.shape} {img.dtype}")
-    return buf.tobytes()
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _png(img: np.ndarray, row_filter: int) -> bytes:
+    """A PNG of a uint8 or uint16 (H, W) or (H, W, C) array in RGB(A) order, every row with the same
+    filter (FILTER_NONE or FILTER_UP)."""
+    if img.dtype not in (np.uint8, np.uint16) or img.ndim not in (2, 3) or min(img.shape[:2]) < 1:
+        raise ValueError(f"cannot write a PNG of an array of shape {img.shape} {img.dtype}")
+    h, w = img.shape[:2]
+    channels = 1 if img.ndim == 2 else img.shape[2]
+    rows = np.ascontiguousarray(img, img.dtype.newbyteorder(">")).reshape(h, -1).view(np.uint8)
+    raw = np.empty((h, rows.shape[1] + 1), np.uint8)
+    raw[:, 0] = row_filter
+    if row_filter == FILTER_UP:  # each byte minus the one above it, modulo 256
+        raw[0, 1:] = rows[0]
+        np.subtract(rows[1:], rows[:-1], out=raw[1:, 1:])
+    else:
+        raw[:, 1:] = rows
+    header = struct.pack(">IIBBBBB", w, h, 8 * img.dtype.itemsize, PNG_COLOUR_TYPE[channels], 0, 0, 0)
+    idat = zlib.compress(raw, PNG_LEVEL)
+    return PNG_SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
 
 
 def _unpng(data: bytes, flags: int) -> np.ndarray:
@@ -33,7 +58,7 @@ def encode_normal(normal: np.ndarray, mask: np.ndarray) -> bytes:
     """Camera-space unit normals (H, W, 3) -> 16-bit RGB PNG, round((n*0.5+0.5)*65535), 0 outside."""
     q = np.round((np.clip(normal, -1, 1) * 0.5 + 0.5) * 65535).astype(np.uint16)
     q[~mask.astype(bool)] = 0
-    return _png(np.ascontiguousarray(q[..., ::-1]))  # cv2 writes BGR
+    return _png(q, FILTER_NONE)
 
 
 def decode_normal_raw(data: bytes) -> np.ndarray:
@@ -56,7 +81,7 @@ def decode_normal(data: bytes) -> np.ndarray:
 
 
 def encode_mask(mask: np.ndarray) -> bytes:
-    return _png(mask.astype(bool).astype(np.uint8) * 255)
+    return _png(mask.astype(bool).astype(np.uint8) * 255, FILTER_UP)
 
 
 def decode_mask(data: bytes) -> np.ndarray:
@@ -67,8 +92,7 @@ def encode_rgb(rgb: np.ndarray) -> bytes:
     """8-bit sRGB (H, W, 3) uint8, or (H, W, 4) with alpha."""
     if rgb.dtype != np.uint8:
         raise ValueError(f"rgb must be uint8, got {rgb.dtype}")
-    order = [2, 1, 0, 3][: rgb.shape[2]]
-    return _png(np.ascontiguousarray(rgb[..., order]))
+    return _png(rgb, FILTER_UP)
 
 
 def decode_rgb(data: bytes) -> np.ndarray:
