@@ -12,6 +12,7 @@ asset never fails the stage.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import multiprocessing as mp
 import os
@@ -150,10 +151,22 @@ def _fan_out(fn: Callable, items: list, cfg: ExecutorConfig, bar: tqdm):
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
+@contextlib.contextmanager
+def _single_threaded_env():
+    """THREAD_VARS at 1 (unless set) while a worker, or the forkserver it forks from, starts: they
+    must be in the environment before the child imports numpy, which spawn and forkserver children
+    do while loading the main module, before the worker function runs."""
+    added = [var for var in THREAD_VARS if var not in os.environ]
+    os.environ.update(dict.fromkeys(added, "1"))
+    try:
+        yield
+    finally:
+        for var in added:
+            del os.environ[var]
+
+
 def _process_worker(conn, fn_bytes: bytes) -> None:
     """A `process` worker: runs `fn` on each item it is sent until it is sent None."""
-    for var in THREAD_VARS:
-        os.environ.setdefault(var, "1")
     fn = pickle.loads(fn_bytes)
     while (job := conn.recv()) is not None:
         index, item = job
@@ -182,7 +195,8 @@ def _fan_out_processes(fn: Callable, items: list, cfg: ExecutorConfig, bar: tqdm
     def start():
         parent, child = ctx.Pipe()
         proc = ctx.Process(target=_process_worker, args=(child, fn_bytes), daemon=True)
-        proc.start()
+        with _single_threaded_env():
+            proc.start()
         child.close()
         return parent, proc
 
