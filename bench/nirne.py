@@ -1,6 +1,6 @@
 """NiRNE speed: inference latency (one image) and training throughput (the trainer's own step: bf16
 autocast, torch.compile, fused AdamW, EMA, clipping) at 512^2, against a single-stream U-Net of the
-same width (the `single_stream+no_noise` preset). bf16 on CUDA, fp32 on CPU.
+same width (the preset without the clean stream and the noise). bf16 on CUDA, fp32 on CPU.
 
 Training FLOPs are counted with torch's FlopCounterMode on one eager forward + backward; achieved
 FLOP/s = FLOPs per step x steps/s, compared with the datasheet dense bf16 peak and with a measured
@@ -24,9 +24,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from hi3dgen.config import build  # noqa: E402
 from hi3dgen.data.toy import toy_batch  # noqa: E402
 from hi3dgen.models.nirne import NiRNE  # noqa: E402
-from hi3dgen.training.nirne import NiRNETrainer, preset_config  # noqa: E402
+from hi3dgen.training.nirne import NiRNERunConfig, NiRNETrainer  # noqa: E402
 
 DATASHEET_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0}  # dense, SXM
 
@@ -57,14 +58,14 @@ def matmul_tflops(device: torch.device) -> float:
     return 2 * 8192**3 / ms / 1e9
 
 
-def inference(spec: str, res: int, device: torch.device, iters: int) -> dict:
+def inference(spec: dict, res: int, device: torch.device, iters: int) -> dict:
     """Latency of NiRNE on one image through the library's `Predictor`: eager, and (on the GPU)
     replayed from its CUDA graph; and of `predict_image` (host image in, host normals out)."""
     import numpy as np
 
     from hi3dgen.inference.predict import Predictor, predict_image
 
-    cfg = preset_config(spec)
+    cfg = build(NiRNERunConfig, spec["preset"], spec["overrides"])
     model = NiRNE(cfg.model).to(device).eval()
     fmt = torch.channels_last if device.type == "cuda" else torch.contiguous_format
     model = model.to(memory_format=fmt)
@@ -94,10 +95,9 @@ class SameBatch:
         return {}
 
 
-def training(spec: str, res: int, batch: int, device: torch.device, steps: int, compile: bool) -> dict:
-    cfg = preset_config(spec)
-    cfg.trainer.compile = compile
-    cfg.tracking.enabled = False
+def training(spec: dict, res: int, batch: int, device: torch.device, steps: int, compile: bool) -> dict:
+    bench = {"trainer.compile": compile, "tracking.enabled": False}
+    cfg = build(NiRNERunConfig, spec["preset"], spec["overrides"], bench)
     data = toy_batch(batch, res, "synthetic", torch.Generator(device=device).manual_seed(0), device)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = NiRNETrainer(cfg, NiRNE(cfg.model), SameBatch(data), tmp)
@@ -137,7 +137,8 @@ def main() -> None:
     a = p.parse_args()
     device = torch.device(a.device)
     torch.backends.cudnn.benchmark = True
-    models = {"nirne": a.preset, "unet": f"{a.preset}+single_stream+no_noise"}
+    unet = {"model.dual_stream": False, "model.noise.enabled": False}
+    models = {"nirne": {"preset": a.preset, "overrides": {}}, "unet": {"preset": a.preset, "overrides": unet}}
     result = {
         "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
         "torch": torch.__version__,

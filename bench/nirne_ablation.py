@@ -5,31 +5,42 @@ held-out views of each domain.
 Two-stage variants spend `stage1_share` of the steps in stage 1 (real) and the rest in stage 2
 (synthetic, clean stream frozen); `no_stage2` spends all of them in one stage on both domains.
 
-    python bench/nirne_ablation.py --out DIR [--preset small] [--steps 1500] [--data toy]
+    python bench/nirne_ablation.py --out DIR [--preset small] [--steps 1500] [--data toy] [--variants full no-noise]
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import sys
 import time
 from pathlib import Path
 
+import tyro
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hi3dgen import io  # noqa: E402
+from hi3dgen.config import build  # noqa: E402
 from hi3dgen.data.views import ViewDataConfig, eval_views  # noqa: E402
 from hi3dgen.device import resolve_device  # noqa: E402
 from hi3dgen.eval.nirne import evaluate_views  # noqa: E402
 from hi3dgen.inference.checkpoints import load_nirne  # noqa: E402
-from hi3dgen.training.nirne import preset_config, train_nirne  # noqa: E402
+from hi3dgen.training.nirne import NiRNERunConfig, train_nirne  # noqa: E402
 
-VARIANTS = ("full", "no_noise", "single_stream", "no_stage2")
+# Each variant: fields of the run config over the preset's.
+ABLATIONS = {
+    "full": {},
+    "no_noise": {"model.noise.enabled": False},
+    "single_stream": {"model.dual_stream": False},
+    "no_stage2": {"stages": [1]},
+}
+VARIANTS = tuple(ABLATIONS)
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class AblationConfig:
+    """The NiRNE ablation grid."""
+
     out: str
     preset: str = "small"
     data: str = "toy"  # a shard dir with both domains, or toy views
@@ -42,14 +53,9 @@ class AblationConfig:
 
 
 def _run_config(acfg: AblationConfig, variant: str, stage: int, steps: int, init: str | None):
-    spec = acfg.preset if variant == "full" else f"{acfg.preset}+{variant}"
-    cfg = preset_config(spec, stage=stage, init=init)
-    cfg.data = dataclasses.replace(cfg.data, shards=acfg.data)
-    cfg.trainer = dataclasses.replace(
-        cfg.trainer, steps=steps, compile=acfg.compile, device=acfg.device, ckpt_every=steps
-    )
-    cfg.tracking.enabled = False
-    return cfg
+    trainer = {"steps": steps, "compile": acfg.compile, "device": acfg.device, "ckpt_every": steps}
+    run = {"stage": stage, "init": init, "data.shards": acfg.data, "trainer": trainer, "tracking.enabled": False}
+    return build(NiRNERunConfig, acfg.preset, ABLATIONS[variant], run)
 
 
 def run_variant(acfg: AblationConfig, variant: str) -> dict:
@@ -71,7 +77,7 @@ def run_variant(acfg: AblationConfig, variant: str) -> dict:
 def score(acfg: AblationConfig, model_path: str) -> dict:
     """NE / SNE (and the rest) on the val views of each domain, each view at full resolution."""
     model = load_nirne(model_path, resolve_device(acfg.device))
-    size = preset_config(acfg.preset).data
+    size = build(NiRNERunConfig, acfg.preset).data
     data = ViewDataConfig(shards=acfg.data, toy_size=size.toy_size, val_samples=acfg.val_views)
     return {d: evaluate_views(model, eval_views(data, "val", d), limit=acfg.val_views) for d in ("real", "synthetic")}
 
@@ -97,26 +103,7 @@ def run_ablation(acfg: AblationConfig) -> dict:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", required=True)
-    p.add_argument("--preset", default="small")
-    p.add_argument("--data", default="toy")
-    p.add_argument("--steps", type=int, default=1500)
-    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
-    p.add_argument("--val-views", type=int, default=256)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--compile", action="store_true")
-    a = p.parse_args()
-    acfg = AblationConfig(
-        out=a.out,
-        preset=a.preset,
-        data=a.data,
-        steps=a.steps,
-        variants=tuple(a.variants),
-        val_views=a.val_views,
-        device=a.device,
-        compile=a.compile,
-    )
+    acfg = tyro.cli(AblationConfig)
     print(table(run_ablation(acfg)))
 
 

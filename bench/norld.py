@@ -31,14 +31,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from hi3dgen.config import build  # noqa: E402
 from hi3dgen.device import resolve_device  # noqa: E402
 from hi3dgen.eval.shapes import shape_set  # noqa: E402
 from hi3dgen.inference.checkpoints import load_vae  # noqa: E402
-from hi3dgen.training.norld import NoRLDTrainer, build_model  # noqa: E402
-from hi3dgen.training.norld import preset_config as norld_preset  # noqa: E402
-from hi3dgen.training.tracking import TrackingConfig  # noqa: E402
-from hi3dgen.training.vae import build_data, train_vae  # noqa: E402
-from hi3dgen.training.vae import preset_config as vae_preset  # noqa: E402
+from hi3dgen.training.norld import (  # noqa: E402
+    NoRLDTrainer,
+    build_model,
+    run_config,  # noqa: E402
+)
+from hi3dgen.training.vae import VAERunConfig, build_data, train_vae  # noqa: E402
 
 
 def sync(device: torch.device) -> None:
@@ -46,15 +48,16 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def norld_config(args, weight: float | None = None):
-    cfg = norld_preset(args.preset, args.vae, tracking=TrackingConfig(enabled=False))
-    cfg.data.shards = args.data
-    cfg.data.workers = cfg.data.workers if args.workers is None else args.workers
-    cfg.data.in_memory = args.in_memory
-    cfg.trainer = dataclasses.replace(cfg.trainer, compile=False, device=args.device, ckpt_every=10**9)
-    if weight is not None:
-        cfg.reg.weight = weight
-    return cfg
+def data_layer(args) -> dict:
+    """The bench's data and trainer flags as config overrides."""
+    data = {"shards": args.data, "in_memory": args.in_memory}
+    if args.workers is not None:
+        data["workers"] = args.workers
+    return {"tracking.enabled": False, "data": data, "trainer": {"compile": False, "device": args.device}}
+
+
+def norld_config(args, *layers: dict):
+    return run_config(args.preset, args.vae, data_layer(args), {"trainer.ckpt_every": 10**9}, *layers)
 
 
 def make_trainer(cfg, out: Path) -> NoRLDTrainer:
@@ -85,14 +88,14 @@ def generation_latency(args, repeats: int = 5) -> dict:
     from hi3dgen.inference.generate import GenerateConfig, Generator
     from hi3dgen.models.nirne import NiRNE
     from hi3dgen.models.norld import NoRLD
-    from hi3dgen.training.nirne import preset_config as nirne_preset
+    from hi3dgen.training.nirne import NiRNERunConfig
 
     device = resolve_device(args.device)
     torch.manual_seed(0)
     vae = load_vae(args.vae, device)
     ncfg = norld_config(args)
     norld = NoRLD(ncfg.model).to(device).eval()
-    nirne = NiRNE(nirne_preset("base" if device.type == "cuda" else "tiny").model).to(device).eval()
+    nirne = NiRNE(build(NiRNERunConfig, "base" if device.type == "cuda" else "tiny").model).to(device).eval()
     cfg = GenerateConfig(steps=args.sample_steps, guidance=3.0, extract=ExtractConfig(resolution=129, coarse=33))
     gen = Generator(nirne, vae, norld, cfg)
     res = 512 if device.type == "cuda" else 128
@@ -137,13 +140,7 @@ def generation_latency(args, repeats: int = 5) -> dict:
 
 
 def cmd_vae(args) -> dict:
-    cfg = vae_preset(args.preset, tracking=TrackingConfig(enabled=False))
-    cfg.data.shards = args.data
-    cfg.data.workers = cfg.data.workers if args.workers is None else args.workers
-    cfg.data.in_memory = args.in_memory
-    cfg.trainer = dataclasses.replace(
-        cfg.trainer, compile=False, device=args.device, steps=args.steps or cfg.trainer.steps
-    )
+    cfg = build(VAERunConfig, args.preset, data_layer(args), {"trainer.steps": args.steps} if args.steps else {})
     start = time.perf_counter()
     metrics = train_vae(cfg, args.out)
     return {"seconds": time.perf_counter() - start, "steps": cfg.trainer.steps, **metrics}
@@ -151,7 +148,7 @@ def cmd_vae(args) -> dict:
 
 def cmd_speed(args) -> dict:
     out = Path(args.out or "bench_norld.json").with_suffix("")
-    base, _ = step_times(norld_config(args, weight=0.0), out / "off", args.steps, args.warmup)
+    base, _ = step_times(norld_config(args, {"reg.weight": 0.0}), out / "off", args.steps, args.warmup)
     cfg = norld_config(args)
     reg, active = step_times(cfg, out / "on", args.steps, args.warmup)
     on = [t for t, a in zip(reg, active) if a]
@@ -185,8 +182,7 @@ def cmd_profile(args) -> dict:
     that each range's wall time includes its kernels."""
     from torch.profiler import ProfilerActivity, profile
 
-    cfg = norld_config(args)
-    cfg.reg = dataclasses.replace(cfg.reg, share=1.0, t_min=0.0, t_max=1.0)
+    cfg = norld_config(args, {"reg": {"share": 1.0, "t_min": 0.0, "t_max": 1.0}})
     t = make_trainer(cfg, Path(args.out or "bench_norld") / "profile")
     batches = [next(t.data) for _ in range(2)]
     for i in range(args.warmup):
@@ -213,8 +209,7 @@ def cmd_profile(args) -> dict:
 def cmd_ablation(args) -> dict:
     results = {}
     for name, weight in (("lambda0", 0.0), (f"lambda{args.weight:g}", args.weight)):
-        cfg = norld_config(args, weight=weight)
-        cfg.trainer = dataclasses.replace(cfg.trainer, steps=args.steps or cfg.trainer.steps)
+        cfg = norld_config(args, {"reg.weight": weight}, {"trainer.steps": args.steps} if args.steps else {})
         start = time.perf_counter()
         t = make_trainer(cfg, Path(args.out) / name)
         metrics = t.train()  # ends with the validation: generation from val normal maps, EMA weights

@@ -50,13 +50,16 @@ def apply(preset: str | None, sets: list[str]) -> dict:
 
 
 def _set(doc, dotted: str, value) -> dict:
-    *parents, leaf = dotted.split(".")
+    """Set one key; below an `overrides` mapping the rest of the name is one dotted key (a field of
+    a run config: `norld.overrides.reg.weight`)."""
+    head, sep, rest = dotted.partition(".overrides.")
+    *parents, leaf = head.split(".") + (["overrides", rest] if sep else [])
     node = doc
     for i, part in enumerate(parents):
         if part not in node:
             raise ValueError(f"params.yaml has no section {'.'.join(parents[: i + 1])!r}")
         node = node[part]
-    if parents and leaf not in node:
+    if parents and leaf not in node and parents[-1] != "overrides":
         raise ValueError(f"params.yaml has no key {dotted!r}; keys there: {sorted(node)}")
     if node.get(leaf) == value:
         return {}

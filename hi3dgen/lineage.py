@@ -2,7 +2,8 @@
 
 Every record of "done" (a stage journal row, a cache entry, a finished training run) is keyed by
 `code_digest` of the modules its work runs, and each DVC stage's deps are `stage_deps` of its
-command's module, so an edit redoes exactly what imports the edited file.
+command's module (and the preset files its run configs read), so an edit redoes exactly what
+imports the edited file.
 
 Imports are read from the source (`ast`), not by importing it: every `import` and `from ... import`
 anywhere in a file (functions' lazy imports too) counts, and so does a string constant that names a
@@ -133,14 +134,29 @@ def stage_module(cmd: str) -> str | None:
     return m.group(1) if m and module_file(m.group(1)) is not None else None
 
 
+def preset_dirs(path: Path) -> list[str]:
+    """The preset folders a module's run configs read (`hi3dgen.config.build`): `presets/X` for
+    each class attribute `COMPONENT = "X"` in it."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        target = node.target if isinstance(node, ast.AnnAssign) else None
+        if isinstance(target, ast.Name) and target.id == "COMPONENT" and isinstance(node.value, ast.Constant):
+            found.append(f"presets/{node.value.value}")
+    return found
+
+
 def stage_deps(cmd: str, root: Path = ROOT) -> list[str]:
-    """The project files a stage command imports (relative paths), sorted."""
+    """The project files a stage command imports and the preset folders they read (relative
+    paths), sorted."""
     module = stage_module(cmd)
-    return [] if module is None else [p.relative_to(root).as_posix() for p in closure([module], root)]
+    if module is None:
+        return []
+    files = closure([module], root)
+    return [p.relative_to(root).as_posix() for p in files] + sorted({d for p in files for d in preset_dirs(p)})
 
 
 def _is_code(dep: str, root: Path) -> bool:
-    return dep.endswith(".py") or (root / dep / "__init__.py").exists() or dep.split("/")[0] in PACKAGES
+    return dep.endswith(".py") or (root / dep / "__init__.py").exists() or dep.split("/")[0] in (*PACKAGES, "presets")
 
 
 def sync_dvc_deps(dvc_yaml: Path, write: bool) -> dict[str, tuple[list[str], list[str]]]:

@@ -23,24 +23,26 @@ import traceback
 from collections.abc import Callable, Iterable, Iterator
 from multiprocessing.connection import wait
 from pathlib import Path
+from typing import Annotated
 
 from tqdm import tqdm
 
 from hi3dgen import io, lineage
+from hi3dgen.config import flag
 from hi3dgen.data import manifest as mf
 
 KINDS = ("ray", "process", "inline")
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class ExecutorConfig:
     """Where per-item work runs. `ray`: Ray tasks (a local Ray unless `address` names a cluster);
     `process`: a pool of local worker processes (machines without Ray, such as the GPU machine);
     `inline`: in this process, one item after another (debugging)."""
 
-    kind: str = "ray"
-    address: str | None = None
-    workers: int | None = None  # CPUs of a local Ray, or worker processes; None = all cores
+    kind: Annotated[str, flag("--executor")] = "ray"  # ray | process | inline
+    address: Annotated[str | None, flag("--ray-address")] = None  # a Ray cluster; None = a local Ray
+    workers: Annotated[int | None, flag("--workers")] = None  # local Ray CPUs or worker processes; None = all
     cpus_per_task: float = 1.0
     gpus_per_task: float = 0.0
     max_in_flight: int = 64

@@ -5,13 +5,13 @@ that an edit to training code reruns no data stage.)"""
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 from pathlib import Path
 
 import yaml
 
 from hi3dgen import tracking
+from hi3dgen.config import from_dict
 from hi3dgen.data import manifest
 from hi3dgen.parallel import ExecutorConfig
 
@@ -27,18 +27,14 @@ def params(section: str) -> dict:
         return yaml.safe_load(f).get(section) or {}
 
 
-def config(cls, section: str, **extra):
-    """A component's typed config from its params.yaml section (unknown keys are an error)."""
-    values = {**params(section), **extra}
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise ValueError(f"params.yaml [{section}] has unknown keys {unknown}; known: {sorted(names)}")
-    return cls(**values)
+def section_config(cls, section: str):
+    """A component's typed config from its params.yaml section (`hi3dgen.config.from_dict`: unknown
+    keys and wrong types are errors naming the key)."""
+    return from_dict(cls, params(section), where=section)
 
 
 def executor() -> ExecutorConfig:
-    return config(ExecutorConfig, "executor")
+    return section_config(ExecutorConfig, "executor")
 
 
 @contextlib.contextmanager

@@ -1,7 +1,7 @@
 """DVC stage `filter`: synthesized + ingested assets -> outputs/filter, metrics/filter.json."""
 
 from hi3dgen.filtering import FilterConfig, filter_assets
-from pipelines.common import OUT, ROOT, config, executor, log_rows, stage
+from pipelines.common import OUT, ROOT, executor, log_rows, section_config, stage
 
 
 def main() -> None:
@@ -9,7 +9,7 @@ def main() -> None:
         rows = filter_assets(
             [OUT / "synth", OUT / "ingest"],
             OUT / "filter",
-            config(FilterConfig, "filter"),
+            section_config(FilterConfig, "filter"),
             executor(),
             metrics_path=ROOT / "metrics" / "filter.json",
         )

@@ -1,8 +1,8 @@
 """DVC stage `nirne_stage1`: the whole NiRNE network on the real domain."""
 
-from hi3dgen.training.nirne import preset_config, train_nirne
+from hi3dgen.training.nirne import NiRNERunConfig, train_nirne
 from pipelines.common import params
-from pipelines.train import train, view_domains
+from pipelines.train import run_config, train, view_domains
 
 
 def stage1_domain(requested: str) -> str:
@@ -15,10 +15,11 @@ def stage1_domain(requested: str) -> str:
 
 def train_stage(stage: int, domain: str, steps: int | None, init: str | None = None) -> None:
     """One NiRNE stage on the pipeline's shards, in outputs/models/nirne_stage<stage>."""
-    cfg = preset_config(params("nirne")["preset"], stage=stage, init=init)
-    cfg.data.domain = domain
-    cfg.data.val_domain = "any"
-    train(f"nirne_stage{stage}", train_nirne, cfg, steps)
+    name = f"nirne_stage{stage}"
+    stage_fields = {"stage": stage, "init": init, "data": {"domain": domain, "val_domain": "any"}}
+    if steps:
+        stage_fields["trainer"] = {"steps": steps}
+    train(name, train_nirne, run_config(NiRNERunConfig, "nirne", name, stage_fields))
 
 
 def main() -> None:

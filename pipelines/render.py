@@ -3,7 +3,7 @@
 from hi3dgen import tracking
 from hi3dgen.data import codec
 from hi3dgen.render import RenderConfig, render_assets
-from pipelines.common import OUT, config, executor, log_rows, stage
+from pipelines.common import OUT, executor, log_rows, section_config, stage
 
 PREVIEW_ASSETS = 4
 
@@ -23,7 +23,7 @@ def preview(rows: list[dict]) -> None:
 
 def main() -> None:
     with stage("render"):
-        rows = render_assets(OUT / "filter", OUT / "render", config(RenderConfig, "render"), executor())
+        rows = render_assets(OUT / "filter", OUT / "render", section_config(RenderConfig, "render"), executor())
         log_rows(rows)
         preview(rows)
 

@@ -2,12 +2,12 @@
 
 from hi3dgen.data import manifest
 from hi3dgen.data.shards import ShardConfig, write_shards
-from pipelines.common import OUT, config, executor, log_rows, stage
+from pipelines.common import OUT, executor, log_rows, section_config, stage
 
 
 def main() -> None:
     with stage("shard"):
-        write_shards(OUT / "render", OUT / "shards", config(ShardConfig, "shard"), executor())
+        write_shards(OUT / "render", OUT / "shards", section_config(ShardConfig, "shard"), executor())
         log_rows(manifest.read_manifest(OUT / "shards"))
 
 

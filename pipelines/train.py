@@ -3,13 +3,14 @@ process, or Ray Train workers per params.yaml `train`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
-from hi3dgen import io, lineage
+from hi3dgen import config, io, lineage
 from hi3dgen.data import manifest, webds
 from hi3dgen.training.launch import LaunchConfig, launch
-from pipelines.common import MODELS, SHARDS, config, params
+from pipelines.common import MODELS, SHARDS, params
 
 RUN_CONFIG = "run_config.json"
 RUN_FILES = ("model.pt", RUN_CONFIG)
@@ -17,7 +18,8 @@ RUN_FILES = ("model.pt", RUN_CONFIG)
 
 def launch_config() -> LaunchConfig:
     """Training workers: one process, or DDP over Ray Train workers (params.yaml `train`)."""
-    return config(LaunchConfig, "train", ray_address=params("executor").get("address"))
+    values = {**params("train"), "ray_address": params("executor").get("address")}
+    return config.from_dict(LaunchConfig, values, where="train")
 
 
 def _ours(rel: str) -> bool:
@@ -41,14 +43,17 @@ def run_dir(name: str, run_config: dict, code: str) -> Path:
     return out
 
 
-def train(name: str, train_fn, cfg, steps: int | None = None) -> Path:
-    """A training stage: `train_fn` on the pipeline's shards in outputs/models/<name>; `steps`
-    over the preset's."""
-    cfg.data.shards = str(SHARDS)
-    if steps:
-        cfg.trainer.steps = steps
-    cfg.tracking.run_name = name
-    out = run_dir(name, cfg.to_dict(), lineage.code_digest(lineage.function_module(train_fn)))
+def run_config(cls, section: str, name: str, *layers: dict):
+    """A training stage's run config: the preset its params.yaml section names, the section's
+    `overrides`, `layers`, then the pipeline's shards and the stage's name as the MLflow run's."""
+    p = params(section)
+    fixed = {"data": {"shards": str(SHARDS)}, "tracking": {"run_name": name}}
+    return config.build(cls, p["preset"], p.get("overrides") or {}, *layers, fixed)
+
+
+def train(name: str, train_fn, cfg) -> Path:
+    """A training stage: `train_fn(cfg)` in outputs/models/<name>."""
+    out = run_dir(name, dataclasses.asdict(cfg), lineage.code_digest(lineage.function_module(train_fn)))
     launch(train_fn, cfg, str(out), launch_config())
     return out
 

@@ -1,13 +1,11 @@
 """DVC stage `vae`: the shape VAE on the pipeline's shape shards."""
 
-from hi3dgen.training.vae import preset_config, train_vae
-from pipelines.common import params
-from pipelines.train import train
+from hi3dgen.training.vae import VAERunConfig, train_vae
+from pipelines.train import run_config, train
 
 
 def main() -> None:
-    p = params("vae")
-    train("vae", train_vae, preset_config(p["preset"]), p.get("steps"))
+    train("vae", train_vae, run_config(VAERunConfig, "vae", "vae"))
 
 
 if __name__ == "__main__":

@@ -5,9 +5,11 @@ its ground-truth views, resampled to the sizes the models use."""
 from __future__ import annotations
 
 import dataclasses
+from typing import Annotated
 
 import numpy as np
 
+from hi3dgen.config import flag
 from hi3dgen.data.batches import ListStream
 from hi3dgen.data.cameras import scale_intrinsics
 from hi3dgen.data.webds import shape_dataset
@@ -15,11 +17,11 @@ from hi3dgen.data.webds import shape_dataset
 TOY = "toy"
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class ShapeDataConfig:
-    shards: str = TOY  # a shard dir, or `toy` for analytic shapes
-    batch_size: int = 8
-    workers: int = 0  # threads that prepare samples
+    shards: Annotated[str, flag("--data")] = TOY  # a shard dir, or `toy` for analytic shapes
+    batch_size: Annotated[int, flag("--batch-size")] = 8
+    workers: Annotated[int, flag("--workers")] = 0  # threads that prepare samples
     surface_points: int = 4096  # encoder input per shape (the VAE's num_points)
     sdf_points: int = 4096  # SDF supervision samples per shape and step
     views: int = 0  # ground-truth views per sample in a batch (NoRLD: condition + regularizer)

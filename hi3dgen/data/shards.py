@@ -59,7 +59,7 @@ CACHE_RE = re.compile(r"^\.cache/[A-Za-z0-9_-]+-[0-9a-f]{16}-[0-9a-f]{16}\.npz$"
 GEOMETRY_LIBRARIES = ("trimesh", "numpy", "scipy", "libigl")  # their versions key the cache beside the code
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class ShardConfig:
     """How the render folder becomes shards. Geometry fields (`surface_points` .. `seed`) key the
     SDF cache; the rest only re-packs."""
@@ -75,7 +75,6 @@ class ShardConfig:
     seed: int = 0
 
     def __post_init__(self):
-        self.near_sigmas = tuple(float(s) for s in self.near_sigmas)
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), not {self.val_fraction}")
         if min(self.samples_per_shard, self.shapes_per_shard, self.shape_views) < 1:

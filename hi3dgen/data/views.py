@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import Annotated
 
 import cv2
 import numpy as np
 
+from hi3dgen.config import flag
 from hi3dgen.data import DOMAINS, toy
 from hi3dgen.data.batches import Batches, ListStream
 from hi3dgen.data.webds import view_dataset
@@ -17,12 +19,12 @@ from hi3dgen.data.webds import view_dataset
 TOY = "toy"
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class AugmentConfig:
     """Random resized crop (+ horizontal flip, which negates normal x) and photometric jitter of the
     image only. `enabled=False` only resizes (validation)."""
 
-    resolution: int = 256
+    resolution: Annotated[int, flag("--resolution")] = 256  # the training crop size
     enabled: bool = True
     crop_scale: tuple[float, float] = (0.35, 1.0)  # crop area as a share of the image area
     crop_ratio: tuple[float, float] = (0.75, 1.333)
@@ -115,13 +117,13 @@ class ViewBatches(Batches):
         self.augment = augment
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class ViewDataConfig:
-    shards: str = TOY  # a view shard dir, or `toy` for procedural views
-    domain: str | None = None  # None: `real` in stage 1, `synthetic` in stage 2
-    val_domain: str | None = None  # None: the training domain
-    batch_size: int = 8
-    workers: int = 0  # threads that decode and augment
+    shards: Annotated[str, flag("--data")] = TOY  # a view shard dir, or `toy` for procedural views
+    domain: Annotated[str | None, flag("--domain")] = None  # None: `real` in stage 1, `synthetic` in stage 2
+    val_domain: Annotated[str | None, flag("--val-domain")] = None  # None: the training domain
+    batch_size: Annotated[int, flag("--batch-size")] = 8
+    workers: Annotated[int, flag("--workers")] = 0  # threads that decode and augment
     augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
     val_samples: int = 64  # val views evaluated during training (at augment.resolution)
     vis_samples: int = 4

@@ -24,7 +24,7 @@ from hi3dgen.models.shape_vae import ShapeVAE
 from hi3dgen.render.diff_normals import render_normals
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class SampleConfig:
     steps: int = 25
     guidance: float = 3.0

@@ -17,7 +17,7 @@ THRESHOLDS = (11.25, 22.5, 30.0)
 BINS_PER_DEG = 100
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class NormalMetricsConfig:
     erode_px: int = 3  # the foreground is eroded so silhouette pixels (mixed fore/background) do not count
     sharp_dilate_px: int = 2  # < erode_px, so silhouette edges never enter the sharp region

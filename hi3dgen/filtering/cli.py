@@ -1,31 +1,35 @@
-"""`hi3dgen filter --in DIR [--in DIR ...] --out DIR`"""
+"""`hi3dgen filter --in DIR [--in DIR ...] --out DIR [thresholds] [executor]`"""
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Annotated
+
+import tyro
+
+from hi3dgen import config
+from hi3dgen.filtering.filter import FilterConfig
+from hi3dgen.parallel import ExecutorConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class Filter:
+    """Measure assets and keep those that pass the thresholds."""
+
+    # stage output folders with manifest.jsonl (--in A --in B)
+    inputs: Annotated[tuple[str, ...], tyro.conf.UseAppendAction, config.flag("--in")]
+    out: str
+    thresholds: Annotated[FilterConfig, tyro.conf.arg(name="")] = FilterConfig()
+    executor: ExecutorConfig = ExecutorConfig()
+
+
+def run(argv: list[str], prog: str) -> int:
+    from hi3dgen.filtering.filter import filter_assets
+
+    cmd = config.parse(Filter, argv, prog)
+    filter_assets(list(cmd.inputs), cmd.out, cmd.thresholds, cmd.executor)
+    return 0
+
 
 def register(sub) -> None:
-    from hi3dgen.config import add_config_args
-    from hi3dgen.filtering.filter import FilterConfig
-    from hi3dgen.parallel import add_executor_args
-
-    p = sub.add_parser("filter", help="measure assets and keep those that pass the thresholds")
-    p.add_argument(
-        "--in",
-        dest="inputs",
-        action="append",
-        required=True,
-        help="a stage output folder with manifest.jsonl (repeatable)",
-    )
-    p.add_argument("--out", required=True)
-    add_config_args(p, FilterConfig)
-    add_executor_args(p)
-    p.set_defaults(func=_run)
-
-
-def _run(args) -> int:
-    from hi3dgen.config import config_from_args
-    from hi3dgen.filtering.filter import FilterConfig, filter_assets
-    from hi3dgen.parallel import executor_from_args
-
-    filter_assets(args.inputs, args.out, config_from_args(args, FilterConfig), executor_from_args(args))
-    return 0
+    config.add_command(sub, "filter", "measure assets and keep those that pass the thresholds", run)

@@ -24,7 +24,7 @@ from hi3dgen.parallel import ExecutorConfig, run_stage
 METRICS_FILE = "metrics.json"
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class FilterConfig:
     min_faces: int = 12
     max_faces: int = 2_000_000

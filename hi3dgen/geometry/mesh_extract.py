@@ -22,7 +22,7 @@ from torch.profiler import record_function
 SDFFn = Callable[[torch.Tensor], torch.Tensor]  # (P, 3) points -> (P,) signed distances
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class ExtractConfig:
     resolution: int = 64  # grid points per side
     bound: float = 0.55  # the grid spans [-bound, bound]^3 (assets live in [-0.5, 0.5]^3)

@@ -9,6 +9,7 @@ import os
 import torch
 
 from hi3dgen import checkpoint
+from hi3dgen.config import from_dict
 from hi3dgen.models.nirne import NiRNE, NiRNEConfig
 from hi3dgen.models.norld import NoRLD, NoRLDConfig
 from hi3dgen.models.shape_vae import ShapeVAE, ShapeVAEConfig
@@ -26,7 +27,7 @@ def nirne_from_state(state: dict, source: str, use_ema: bool = True) -> NiRNE:
     """The NiRNE a checkpoint dict holds; `source` names it in errors."""
     if state.get("kind") != "nirne":
         raise ValueError(f"{source} is not a NiRNE checkpoint (kind {state.get('kind')!r})")
-    model = NiRNE(NiRNEConfig.from_dict({**state["config"]["model"], "clean_init": None, "noisy_init": None}))
+    model = NiRNE(from_dict(NiRNEConfig, {**state["config"]["model"], "clean_init": None, "noisy_init": None}))
     model.load_state_dict(checkpoint.usable_weights(state, use_ema))
     return model
 
@@ -37,13 +38,13 @@ def load_nirne(path: str | os.PathLike, device: str | torch.device = "cpu", use_
 
 def load_vae(path: str | os.PathLike, device: str | torch.device = "cpu") -> ShapeVAE:
     config, weights = load_weights(path, "shape_vae")
-    model = ShapeVAE(ShapeVAEConfig.from_dict(config["model"]))
+    model = ShapeVAE(from_dict(ShapeVAEConfig, config["model"]))
     model.load_state_dict(weights)
     return model.to(device).eval()
 
 
 def load_norld(path: str | os.PathLike, device: str | torch.device = "cpu") -> NoRLD:
     config, weights = load_weights(path, "norld")
-    model = NoRLD(NoRLDConfig.from_dict(config["model"]))
+    model = NoRLD(from_dict(NoRLDConfig, config["model"]))
     model.load_state_dict(weights)
     return model.to(device).eval()

@@ -119,9 +119,8 @@ def _generate(args) -> int:
         seed=args.seed,
         device=args.device,
         extract=ExtractConfig(resolution=args.grid, coarse=coarse),
+        **({"max_pixels": args.max_pixels} if args.max_pixels else {}),
     )
-    if args.max_pixels:
-        cfg.max_pixels = args.max_pixels
     gen = Generator.load(*_model_paths(args), cfg)
     return report_files(
         "generate", generate_files(gen, args.images, args.out, overwrite=args.overwrite, run_id=args.from_run)

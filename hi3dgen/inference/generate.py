@@ -22,7 +22,7 @@ from hi3dgen.inference.predict import Predictor, claim_outputs, output_names, pr
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class GenerateConfig:
     steps: int = 25
     guidance: float = 3.0

@@ -13,22 +13,24 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hi3dgen.config import flag
 from hi3dgen.models.blocks import LevelEmbedding, UNetDecoder, UNetEncoder, level_channels, zero_conv
 
 SCHEDULES = ("cosine", "linear")
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class NoiseConfig:
     """Noise injection: a level t ~ U(t_min, t_max) per sample, x_t = sqrt(a(t)) x + sqrt(1 - a(t)) eps
     with a(t) = cos^2(pi t / 2) (`cosine`) or 1 - t (`linear`). `enabled=False` trains without it."""
 
-    enabled: bool = True
+    enabled: Annotated[bool, flag("--noise")] = True  # --no-noise: the ablation without noise injection
     schedule: str = "cosine"
     t_min: float = 0.0
     t_max: float = 0.75
@@ -49,7 +51,7 @@ class NoiseConfig:
         return a.sqrt() * x + (1 - a).sqrt() * eps
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class NiRNEConfig:
     """Width and depth of both streams and the decoder. `patch` is the stem's stride: features run at
     1/patch of the image, and the decoder head returns to full resolution."""
@@ -60,7 +62,7 @@ class NiRNEConfig:
     patch: int = 4
     emb_dim: int = 256
     head_ch: int = 16
-    dual_stream: bool = True
+    dual_stream: Annotated[bool, flag("--dual-stream")] = True  # False: the single-stream ablation
     noise: NoiseConfig = dataclasses.field(default_factory=NoiseConfig)
     clean_init: str | None = None  # a local state dict to start the clean stream from
     noisy_init: str | None = None  # likewise for the noisy stream
@@ -69,13 +71,6 @@ class NiRNEConfig:
     def stride(self) -> int:
         """Input sides must be multiples of this (inference pads to it)."""
         return self.patch * 2 ** (len(self.mults) - 1)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "NiRNEConfig":
-        d = dict(d)
-        d["mults"] = tuple(d["mults"])
-        d["noise"] = NoiseConfig(**d["noise"])
-        return cls(**d)
 
 
 class NoisyStream(nn.Module):

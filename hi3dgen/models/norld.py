@@ -20,7 +20,7 @@ from hi3dgen.models.blocks import LevelEmbedding
 from hi3dgen.models.shape_vae import Block
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class NoRLDConfig:
     num_latents: int = 256  # L and C of the shape VAE's latent (taken from the VAE when training)
     latent_dim: int = 16
@@ -33,23 +33,6 @@ class NoRLDConfig:
     cond_drop: float = 0.1  # share of training samples whose condition is replaced by the null one
     t_mean: float = 0.0  # logit-normal t: sigmoid(N(t_mean, t_std))
     t_std: float = 1.0
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "NoRLDConfig":
-        return cls(**d)
-
-
-PRESETS = {
-    "tiny": NoRLDConfig(width=64, depth=2, heads=4, image_size=32, patch=8, image_layers=1),
-    "small": NoRLDConfig(width=256, depth=6, heads=8, image_size=128, patch=16, image_layers=2),
-    "base": NoRLDConfig(),
-}
-
-
-def preset(name: str) -> NoRLDConfig:
-    if name not in PRESETS:
-        raise ValueError(f"unknown NoRLD preset {name!r}; choose one of {sorted(PRESETS)}")
-    return dataclasses.replace(PRESETS[name])
 
 
 class NormalMapEncoder(nn.Module):

@@ -22,7 +22,7 @@ from torch import nn
 from hi3dgen.geometry.mesh_extract import ExtractConfig, Mesh, extract
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class ShapeVAEConfig:
     num_latents: int = 256  # L: tokens per shape
     latent_dim: int = 16  # C: channels per token (what NoRLD generates)
@@ -35,27 +35,6 @@ class ShapeVAEConfig:
     sdf_clamp: float = 0.1  # SDF targets and predictions are compared after clamping to +-this
     kl_weight: float = 1e-3
     surface_weight: float = 1.0  # weight of the "SDF is zero on the surface" term
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ShapeVAEConfig":
-        return cls(**d)
-
-
-PRESETS = {
-    "tiny": ShapeVAEConfig(
-        num_latents=32, latent_dim=8, width=64, heads=4, enc_layers=1, dec_layers=2, num_freqs=6, num_points=512
-    ),
-    "small": ShapeVAEConfig(
-        num_latents=64, latent_dim=8, width=192, heads=6, enc_layers=1, dec_layers=4, num_points=2048
-    ),
-    "base": ShapeVAEConfig(),
-}
-
-
-def preset(name: str) -> ShapeVAEConfig:
-    if name not in PRESETS:
-        raise ValueError(f"unknown shape VAE preset {name!r}; choose one of {sorted(PRESETS)}")
-    return dataclasses.replace(PRESETS[name])
 
 
 class FourierEmbed(nn.Module):

@@ -24,7 +24,7 @@ NVDIFFRAST_GPUS_PER_TASK = 0.125  # tasks share a GPU: rasterizing is quick, PNG
 MAX_RESOLUTION = 4096  # a view takes ~115 bytes a pixel to render and encode (embree, measured): ~2 GB at 4096²
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class RenderConfig:
     backend: str = "embree"  # embree | blender | nvdiffrast
     views: int = 24
@@ -37,7 +37,6 @@ class RenderConfig:
 
     def __post_init__(self):
         rb.check_name(self.backend)
-        self.elevation_deg = tuple(float(e) for e in self.elevation_deg)
         if self.views < 1:
             raise ValueError(f"views must be at least 1, not {self.views}")
         if not 1 <= self.resolution <= MAX_RESOLUTION:

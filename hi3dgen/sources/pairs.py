@@ -27,7 +27,7 @@ NORMAL_SUFFIXES = (".normal", "_normal", "_normals", "")
 CONVENTIONS = ("opengl", "opencv")
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class PairsConfig:
     domain: str = "real"
     convention: str = "opengl"  # opencv normals (+Y down, +Z forward) are flipped to OpenGL

@@ -28,7 +28,7 @@ FORWARDED_ENV = (
 )
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class LaunchConfig:
     workers: int = 1  # > 1: DDP over Ray Train workers
     use_gpu: bool = False  # one GPU per worker

@@ -10,6 +10,7 @@ for machines without rendered data.
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import cv2
 import numpy as np
@@ -29,11 +30,14 @@ from hi3dgen.training.trainer import Trainer, TrainerConfig, init_distributed
 LOSSES = ("l2", "angular")
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class NiRNERunConfig:
-    preset: str = "base"
+    """`hi3dgen train nirne`: a preset (presets/nirne/), then any field as a flag."""
+
+    COMPONENT: ClassVar[str] = "nirne"
+    preset: str = "base"  # presets/nirne/<name>.yaml
     stage: int = 1
-    stages: tuple[int, ...] = (1, 2)  # `no_stage2` trains stage 1 only, on every domain
+    stages: tuple[int, ...] = (1, 2)  # (1,): stage 1 only, on every domain
     init: str | None = None  # stage 2: the stage-1 checkpoint
     loss: str = "l2"  # l2 on unit normals (the paper) | angular
     model: NiRNEConfig = dataclasses.field(default_factory=NiRNEConfig)
@@ -44,7 +48,7 @@ class NiRNERunConfig:
 
     def __post_init__(self):
         if self.stage not in self.stages:
-            raise ValueError(f"preset {self.preset!r} has no stage {self.stage} (its stages: {self.stages})")
+            raise ValueError(f"this run has no stage {self.stage} (its stages: {self.stages})")
         if self.stage == 2 and not self.init:
             raise ValueError("stage 2 starts from stage 1: give --init RUN1/checkpoints/last.pt")
         if self.loss not in LOSSES:
@@ -60,96 +64,6 @@ class NiRNERunConfig:
         if self.stages == (1,):
             return "any"
         return "real" if self.stage == 1 else "synthetic"
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-# ---- presets ---------------------------------------------------------------------------------
-def _tiny(cfg: NiRNERunConfig) -> None:
-    cfg.model = dataclasses.replace(cfg.model, width=16, mults=(1, 2, 2), blocks=1, patch=1, emb_dim=32, head_ch=8)
-    cfg.data = dataclasses.replace(
-        cfg.data,
-        batch_size=8,
-        val_samples=16,
-        toy_train=128,
-        toy_size=48,
-        augment=dataclasses.replace(cfg.data.augment, resolution=32),
-    )
-    cfg.trainer = dataclasses.replace(
-        cfg.trainer,
-        steps=150,
-        ema_decay=0.99,
-        log_every=10,
-        ckpt_every=50,
-        optim=dataclasses.replace(cfg.trainer.optim, lr=2e-3, warmup_steps=10),
-    )
-
-
-def _small(cfg: NiRNERunConfig) -> None:
-    """One GPU for minutes at 128^2: the scale of the ablation grid."""
-    cfg.model = dataclasses.replace(cfg.model, width=64, mults=(1, 2, 4), blocks=2, patch=2, emb_dim=128)
-    cfg.data = dataclasses.replace(
-        cfg.data,
-        batch_size=32,
-        workers=8,
-        toy_train=2000,
-        toy_size=128,
-        augment=dataclasses.replace(cfg.data.augment, resolution=128),
-    )
-    cfg.trainer = dataclasses.replace(
-        cfg.trainer, steps=1500, log_every=100, ckpt_every=500, optim=dataclasses.replace(cfg.trainer.optim, lr=5e-4)
-    )
-
-
-def _base(cfg: NiRNERunConfig) -> None:
-    cfg.data = dataclasses.replace(
-        cfg.data, batch_size=16, workers=8, augment=dataclasses.replace(cfg.data.augment, resolution=512)
-    )
-    cfg.trainer = dataclasses.replace(
-        cfg.trainer, steps=20000, log_every=50, val_every=1000, vis_every=1000, ckpt_every=1000
-    )
-
-
-def _no_noise(cfg: NiRNERunConfig) -> None:
-    cfg.model = dataclasses.replace(cfg.model, noise=dataclasses.replace(cfg.model.noise, enabled=False))
-
-
-def _single_stream(cfg: NiRNERunConfig) -> None:
-    cfg.model = dataclasses.replace(cfg.model, dual_stream=False)
-
-
-def _no_stage2(cfg: NiRNERunConfig) -> None:
-    cfg.stages = (1,)
-
-
-PRESETS = {
-    "tiny": _tiny,
-    "small": _small,
-    "base": _base,
-    "no_noise": _no_noise,
-    "single_stream": _single_stream,
-    "no_stage2": _no_stage2,
-}
-SIZES = ("tiny", "small", "base")
-
-
-def preset_config(spec: str, **fields) -> NiRNERunConfig:
-    """`tiny`, `small`, `base`, an ablation (`no_noise`, `single_stream`, `no_stage2`: on top of `base`), or a
-    `+`-joined list applied in order, e.g. `tiny+no_noise`. `fields` set top-level fields first."""
-    names = spec.split("+")
-    unknown = [n for n in names if n not in PRESETS]
-    if unknown:
-        raise ValueError(f"unknown NiRNE preset {unknown}; known: {sorted(PRESETS)} (join with '+')")
-    if not any(n in SIZES for n in names):
-        names = ["base", *names]
-    stage = fields.pop("stage", 1)
-    cfg = NiRNERunConfig(preset=spec, **fields)
-    for n in names:
-        PRESETS[n](cfg)
-    cfg.stage = stage
-    cfg.__post_init__()
-    return cfg
 
 
 # ---- data ------------------------------------------------------------------------------------
@@ -204,9 +118,13 @@ class NiRNETrainer(Trainer):
     kind = "nirne"
     default_best_metric = "val/NE"
 
+    @property
+    def run_name(self) -> str:
+        return f"nirne_stage{self.run_cfg.stage}"
+
     def __init__(self, cfg: NiRNERunConfig, model: NiRNE, data: ViewBatches, out_dir):
         self.run_cfg = cfg
-        super().__init__(cfg.trainer, model, data, out_dir, run_config=cfg.to_dict(), tracking=cfg.tracking)
+        super().__init__(cfg.trainer, model, data, out_dir, run_config=dataclasses.asdict(cfg), tracking=cfg.tracking)
         self._val: list[dict] | None = None
 
     def compute_loss(self, model, batch):
@@ -250,15 +168,15 @@ class NiRNETrainer(Trainer):
 
 def build_model(cfg: NiRNERunConfig) -> NiRNE:
     """Stage 1: a fresh model. Stage 2: the stage-1 model (its EMA weights) with the clean stream
-    frozen; the architecture comes from the stage-1 checkpoint."""
+    frozen; the architecture comes from the stage-1 checkpoint (`model.cfg`, which the run config
+    takes over)."""
     if cfg.stage == 1:
         return NiRNE(cfg.model)
     state = checkpoint.load(cfg.init)
     model = nirne_from_state(state, f"--init {cfg.init}")
     if tuple(state["config"].get("stages", (1, 2))) == (1,):
-        raise ValueError(f"--init {cfg.init} was trained with preset no_stage2, which has no stage 2")
-    cfg.model = model.cfg
-    if cfg.model.dual_stream:
+        raise ValueError(f"--init {cfg.init} was trained with stages (1,): it has no stage 2")
+    if model.cfg.dual_stream:
         model.freeze_clean_stream()
     return model
 
@@ -279,6 +197,7 @@ def train_nirne(cfg: NiRNERunConfig, out_dir: str, stop_at: int | None = None) -
     init_distributed(cfg.trainer.device)
     torch.manual_seed(cfg.trainer.seed)  # the same initial weights for the same seed
     model = build_model(cfg)
+    cfg = dataclasses.replace(cfg, model=model.cfg)
     data = build_data(cfg, pin_memory=torch.cuda.is_available() and cfg.trainer.device != "cpu")
     trainer = NiRNETrainer(cfg, model, data, out_dir)
     return trainer.train(stop_at=stop_at)

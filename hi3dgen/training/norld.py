@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Annotated, ClassVar
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch.profiler import record_function
 
+from hi3dgen.config import build, flag
 from hi3dgen.data.cameras import batch_cameras
 from hi3dgen.data.shapes import ShapeDataConfig, prepare_shape
 from hi3dgen.device import resolve_device
@@ -32,22 +35,21 @@ from hi3dgen.geometry.mesh_extract import ExtractConfig
 from hi3dgen.inference.checkpoints import load_vae, load_weights
 from hi3dgen.models import shape_vae
 from hi3dgen.models.norld import NoRLD, NoRLDConfig
-from hi3dgen.models.norld import preset as model_preset
 from hi3dgen.render.diff_normals import normal_error, render_normals
 from hi3dgen.training.tracking import TrackingConfig
 from hi3dgen.training.trainer import Trainer, TrainerConfig, init_distributed
 from hi3dgen.training.vae import build_data, train_stream
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class RegularizerConfig:
-    weight: float = 1.0  # λ; 0 turns the regularizer off
-    share: float = 1.0  # share of training steps it runs on (evenly spread)
-    t_min: float = 0.0  # only samples with t in [t_min, t_max] are regularized (x̂0 is
-    t_max: float = 1.0  # meaningless at pure noise)
-    max_samples: int = 2  # regularized samples per step (each is decoded, meshed and rendered)
-    views: int = 2  # ground-truth views rendered per sample
-    render_size: int = 64
+    weight: Annotated[float, flag("--reg-weight")] = 1.0  # λ; 0 turns the regularizer off
+    share: Annotated[float, flag("--reg-share")] = 1.0  # share of training steps it runs on (evenly spread)
+    t_min: Annotated[float, flag("--reg-t-min")] = 0.0  # only samples with t in [t_min, t_max] are regularized
+    t_max: Annotated[float, flag("--reg-t-max")] = 1.0  # (x̂0 is meaningless at pure noise)
+    max_samples: Annotated[int, flag("--reg-samples")] = 2  # regularized samples per step
+    views: Annotated[int, flag("--reg-views")] = 2  # ground-truth views rendered per sample
+    render_size: Annotated[int, flag("--render-size")] = 64
     extract: ExtractConfig = dataclasses.field(default_factory=lambda: ExtractConfig(resolution=32))
     backend: str = "auto"  # nvdiffrast on CUDA, embree on CPU
 
@@ -55,10 +57,14 @@ class RegularizerConfig:
         return self.weight > 0 and math.ceil(step * self.share) < math.ceil((step + 1) * self.share)
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class NoRLDRunConfig:
+    """`hi3dgen train norld`: a preset (presets/norld/), then any field as a flag; the latent shape
+    and the data's views follow the VAE and the regularizer (`fit_to_vae`)."""
+
+    COMPONENT: ClassVar[str] = "norld"
     vae: str = ""  # the trained shape VAE (RUN/model.pt)
-    preset: str = "base"
+    preset: str = "base"  # presets/norld/<name>.yaml
     model: NoRLDConfig = dataclasses.field(default_factory=NoRLDConfig)
     data: ShapeDataConfig = dataclasses.field(default_factory=ShapeDataConfig)
     reg: RegularizerConfig = dataclasses.field(default_factory=RegularizerConfig)
@@ -69,85 +75,28 @@ class NoRLDRunConfig:
     trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
     tracking: TrackingConfig = dataclasses.field(default_factory=TrackingConfig)
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
-
-def preset_config(name: str, vae: str, **fields) -> NoRLDRunConfig:
-    """`tiny`: minutes on a CPU; `small`: minutes on a GPU; `base`: a GPU run. The VAE fixes the
-    latent shape."""
-    cfg = NoRLDRunConfig(vae=vae, preset=name, model=model_preset(name), **fields)
-    if name == "tiny":
-        cfg.data = dataclasses.replace(cfg.data, batch_size=8, val_shapes=4, toy_train=24, toy_size=32)
-        cfg.reg = dataclasses.replace(cfg.reg, render_size=32, max_samples=2, extract=ExtractConfig(resolution=24))
-        cfg.sample = dataclasses.replace(cfg.sample, steps=10)
-        cfg.eval_extract = ExtractConfig(resolution=32)
-        cfg.trainer = dataclasses.replace(
-            cfg.trainer,
-            steps=300,
-            ema_decay=0.99,
-            log_every=10,
-            ckpt_every=100,
-            optim=dataclasses.replace(cfg.trainer.optim, lr=1e-3, warmup_steps=20),
-        )
-    elif name == "small":
-        cfg.data = dataclasses.replace(cfg.data, batch_size=32, workers=4, val_shapes=8)
-        cfg.reg = dataclasses.replace(
-            cfg.reg,
-            share=0.5,
-            t_max=0.5,
-            max_samples=4,
-            views=4,
-            render_size=96,
-            extract=ExtractConfig(resolution=49, coarse=13),
-        )
-        cfg.eval_extract = ExtractConfig(resolution=65, coarse=17)
-        cfg.trainer = dataclasses.replace(
-            cfg.trainer,
-            steps=1500,
-            log_every=50,
-            ckpt_every=500,
-            optim=dataclasses.replace(cfg.trainer.optim, lr=3e-4, warmup_steps=50),
-        )
-    else:
-        cfg.data = dataclasses.replace(cfg.data, batch_size=32, workers=8)
-        cfg.reg = dataclasses.replace(
-            cfg.reg,
-            share=0.5,
-            t_max=0.5,
-            max_samples=4,
-            views=4,
-            render_size=128,
-            extract=ExtractConfig(resolution=65, coarse=17),
-        )
-        cfg.eval_extract = ExtractConfig(resolution=129, coarse=33)
-        cfg.trainer = dataclasses.replace(
-            cfg.trainer,
-            steps=100000,
-            log_every=50,
-            val_every=5000,
-            vis_every=2000,
-            ckpt_every=1000,
-            optim=dataclasses.replace(cfg.trainer.optim, lr=1e-4),
-        )
-    fit_to_vae(cfg)
-    return cfg
-
-
-def fit_to_vae(cfg: NoRLDRunConfig) -> None:
-    """Latent shape and surface points from the VAE's config; views for condition + regularizer."""
+def fit_to_vae(cfg: NoRLDRunConfig) -> NoRLDRunConfig:
+    """The config with the latent shape and surface points of the VAE's config, and the views the
+    condition and the regularizer need."""
     if not cfg.vae:
         raise ValueError("NoRLD trains in a shape VAE's latent space: give --vae VAE_RUN/model.pt")
     vae_cfg, _ = load_weights(cfg.vae, "shape_vae")
     vae_model = vae_cfg["model"]
-    cfg.model = dataclasses.replace(cfg.model, num_latents=vae_model["num_latents"], latent_dim=vae_model["latent_dim"])
-    cfg.data = dataclasses.replace(
+    model = dataclasses.replace(cfg.model, num_latents=vae_model["num_latents"], latent_dim=vae_model["latent_dim"])
+    data = dataclasses.replace(
         cfg.data,
         surface_points=vae_model["num_points"],
         views=max(1, cfg.reg.views),
         view_size=cfg.reg.render_size,
         cond_size=cfg.model.image_size,
     )
+    return dataclasses.replace(cfg, model=model, data=data)
+
+
+def run_config(preset: str, vae: str, *layers: dict) -> NoRLDRunConfig:
+    """The preset with `layers` of overrides, fitted to the VAE at `vae`."""
+    return fit_to_vae(build(NoRLDRunConfig, preset, {"vae": vae}, *layers))
 
 
 class NoRLDTrainer(Trainer):
@@ -156,7 +105,7 @@ class NoRLDTrainer(Trainer):
 
     def __init__(self, cfg: NoRLDRunConfig, model: NoRLD, vae: shape_vae.ShapeVAE, data, out_dir):
         self.run_cfg = cfg
-        super().__init__(cfg.trainer, model, data, out_dir, run_config=cfg.to_dict(), tracking=cfg.tracking)
+        super().__init__(cfg.trainer, model, data, out_dir, run_config=dataclasses.asdict(cfg), tracking=cfg.tracking)
         self.vae = vae.to(self.device).eval().requires_grad_(False)
         self._val: list[dict] | None = None
         self._last_reg = torch.zeros((), device=self.device)
@@ -259,15 +208,22 @@ class NoRLDTrainer(Trainer):
 
 @torch.no_grad()
 def latent_stats(vae: shape_vae.ShapeVAE, data: ShapeDataConfig, seed: int, batches: int, device) -> tuple:
-    """Per-channel mean and std of the VAE's posterior means over a few train batches (a stream of
-    its own, so the training stream's position is untouched)."""
+    """Per-channel mean and std of the VAE's posterior means over a few train batches of every rank
+    (each reads a stream of its own, so the training stream's position is untouched; the ranks'
+    moments are summed, so all ranks normalize alike)."""
     stream = iter(train_stream(data, seed + 1)(0))
     zs = []
     for _ in range(batches):
         surface = np.stack([prepare_shape(next(stream), data, None)["surface"] for _ in range(data.batch_size)])
         zs.append(vae.encode(torch.from_numpy(surface).to(device)).mean.float().reshape(-1, vae.cfg.latent_dim))
-    z = torch.cat(zs)
-    return z.mean(0), z.std(0).clamp(min=1e-3)
+    z = torch.cat(zs).double()
+    moments = torch.stack([torch.full_like(z[0], len(z)), z.sum(0), z.square().sum(0)])
+    if dist.is_initialized():
+        dist.all_reduce(moments)
+    n, total, squares = moments
+    mean = total / n
+    std = ((squares - n * mean.square()) / (n - 1)).clamp(min=0).sqrt()
+    return mean.float(), std.float().clamp(min=1e-3)
 
 
 def build_model(cfg: NoRLDRunConfig, vae: shape_vae.ShapeVAE, device) -> NoRLD:
@@ -283,6 +239,7 @@ def build_model(cfg: NoRLDRunConfig, vae: shape_vae.ShapeVAE, device) -> NoRLD:
 
 def train_norld(cfg: NoRLDRunConfig, out_dir: str, stop_at: int | None = None) -> dict[str, float]:
     """The per-worker training function (plain process, torchrun or Ray Train worker)."""
+    cfg = fit_to_vae(cfg)
     device = resolve_device(cfg.trainer.device, init_distributed(cfg.trainer.device).local_rank)
     vae = load_vae(cfg.vae, device)
     model = build_model(cfg, vae, device)

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Annotated
 
 import torch
 from torch import nn
 
+from hi3dgen.config import flag
 
-@dataclasses.dataclass
+
+@dataclasses.dataclass(frozen=True)
 class OptimConfig:
-    lr: float = 2e-4
+    lr: Annotated[float, flag("--lr")] = 2e-4
     weight_decay: float = 0.01
     betas: tuple[float, float] = (0.9, 0.99)
     warmup_steps: int = 100

@@ -11,16 +11,18 @@ import dataclasses
 import os
 import sys
 import time
+from typing import Annotated
 
 import numpy as np
 
 from hi3dgen import tracking
+from hi3dgen.config import flag
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class TrackingConfig:
-    enabled: bool = True
-    experiment: str = tracking.EXPERIMENT
+    enabled: Annotated[bool, flag("--tracking")] = True  # log to MLflow (--no-tracking: do not)
+    experiment: Annotated[str, flag("--experiment")] = tracking.EXPERIMENT
     run_name: str | None = None
 
 

@@ -33,6 +33,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
@@ -41,6 +42,7 @@ from torch import nn
 from torch.profiler import record_function
 
 from hi3dgen import checkpoint, io, tracking
+from hi3dgen.config import flag
 from hi3dgen.device import resolve_device
 from hi3dgen.training.ema import EMA
 from hi3dgen.training.optim import OptimConfig, build_optimizer, build_scheduler
@@ -50,23 +52,23 @@ PRECISIONS = ("auto", "bf16", "fp32")
 BEST_MODES = ("min", "max")
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class TrainerConfig:
-    steps: int = 1000
+    steps: Annotated[int, flag("--steps")] = 1000
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
     ema_decay: float = 0.999  # 0 disables the EMA
-    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 elsewhere
-    compile: bool = True  # torch.compile; only ever applied on CUDA
+    precision: Annotated[str, flag("--precision")] = "auto"  # auto: bf16 autocast on CUDA, fp32 elsewhere
+    compile: Annotated[bool, flag("--compile")] = True  # torch.compile; only ever applied on CUDA
     channels_last: bool = True  # conv nets run faster in NHWC on CUDA
-    device: str = "auto"
-    seed: int = 0
-    log_every: int = 10
-    val_every: int = 0  # 0: validate only at the end
-    vis_every: int = 0  # 0: only at the end
-    ckpt_every: int = 200
-    keep_last: int = 3  # step checkpoints kept; 0 keeps all
-    grad_accum: int = 1  # micro-batches per optimizer step (the loss is their mean)
-    best_metric: str = "auto"  # val metric of RUN/checkpoints/best.pt; auto: the task's, "": no best.pt
+    device: Annotated[str, flag("--device")] = "auto"  # auto | cpu | cuda
+    seed: Annotated[int, flag("--seed")] = 0
+    log_every: Annotated[int, flag("--log-every")] = 10
+    val_every: Annotated[int, flag("--val-every")] = 0  # 0: validate only at the end
+    vis_every: Annotated[int, flag("--vis-every")] = 0  # 0: only at the end
+    ckpt_every: Annotated[int, flag("--ckpt-every")] = 200
+    keep_last: Annotated[int, flag("--keep-last")] = 3  # step checkpoints kept; 0 keeps all
+    grad_accum: Annotated[int, flag("--grad-accum")] = 1  # micro-batches per optimizer step (the loss is their mean)
+    best_metric: Annotated[str, flag("--best-metric")] = "auto"  # of checkpoints/best.pt; auto: the task's, "": none
     best_mode: str = "min"  # min | max: which way is better
 
     def __post_init__(self):
@@ -116,6 +118,11 @@ class Trainer:
     kind = "model"  # stored in checkpoints so loaders know what they hold
     default_best_metric = ""  # the val metric `best_metric: auto` means (none here)
 
+    @property
+    def run_name(self) -> str:
+        """The MLflow run's name when the config names none."""
+        return self.kind
+
     def __init__(
         self,
         cfg: TrainerConfig,
@@ -125,7 +132,6 @@ class Trainer:
         run_config: dict,
         tracking: TrackingConfig | None = None,
     ):
-        cfg.__post_init__()  # command-line flags may have set fields after construction
         self.cfg = cfg
         self.env = init_distributed(cfg.device)
         self.device = resolve_device(cfg.device, self.env.local_rank)
@@ -159,7 +165,9 @@ class Trainer:
         wrapped = self.ddp or self.model
         self.ema = EMA(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
         self.train_model = torch.compile(wrapped) if (cfg.compile and cuda) else wrapped
-        self.tracker = Tracker(tracking or TrackingConfig(enabled=False), active=self.env.is_main)
+        tracking = tracking or TrackingConfig(enabled=False)
+        tracking = dataclasses.replace(tracking, run_name=tracking.run_name or self.run_name)
+        self.tracker = Tracker(tracking, active=self.env.is_main)
         self.step = 0
         self.history: list[dict] = []
 

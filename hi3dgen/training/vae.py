@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -25,7 +26,6 @@ from hi3dgen.eval.shapes import mean_metrics, normals_grid, render_meshes, shape
 from hi3dgen.geometry.mesh_extract import ExtractConfig
 from hi3dgen.geometry.metrics import mesh_metrics
 from hi3dgen.models.shape_vae import ShapeVAE, ShapeVAEConfig, vae_loss
-from hi3dgen.models.shape_vae import preset as model_preset
 from hi3dgen.synthesis.toy import toy_shapes
 from hi3dgen.training.tracking import TrackingConfig
 from hi3dgen.training.trainer import Trainer, TrainerConfig, init_distributed
@@ -52,9 +52,12 @@ def build_data(cfg: ShapeDataConfig, seed: int) -> Batches:
 
 
 # ---- trainer -----------------------------------------------------------------------------------
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class VAERunConfig:
-    preset: str = "base"
+    """`hi3dgen train vae`: a preset (presets/vae/), then any field as a flag."""
+
+    COMPONENT: ClassVar[str] = "vae"
+    preset: str = "base"  # presets/vae/<name>.yaml
     model: ShapeVAEConfig = dataclasses.field(default_factory=ShapeVAEConfig)
     data: ShapeDataConfig = dataclasses.field(default_factory=ShapeDataConfig)
     extract: ExtractConfig = dataclasses.field(default_factory=ExtractConfig)
@@ -62,49 +65,9 @@ class VAERunConfig:
     tracking: TrackingConfig = dataclasses.field(default_factory=TrackingConfig)
     vis_views: int = 2
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-def preset_config(name: str, **fields) -> VAERunConfig:
-    """`tiny`: minutes on a CPU (toy-sized model, 32^3 extraction); `small`: minutes on a GPU;
-    `base`: a GPU run."""
-    cfg = VAERunConfig(preset=name, model=model_preset(name), **fields)
-    if name == "tiny":
-        cfg.data = dataclasses.replace(cfg.data, batch_size=8, sdf_points=1024, val_shapes=4, toy_train=24, toy_size=32)
-        cfg.extract = ExtractConfig(resolution=32)
-        cfg.trainer = dataclasses.replace(
-            cfg.trainer,
-            steps=300,
-            ema_decay=0.99,
-            log_every=10,
-            ckpt_every=100,
-            optim=dataclasses.replace(cfg.trainer.optim, lr=1e-3, warmup_steps=20),
-        )
-    elif name == "small":
-        cfg.data = dataclasses.replace(cfg.data, batch_size=32, sdf_points=4096, workers=4)
-        cfg.extract = ExtractConfig(resolution=65, coarse=17)
-        cfg.trainer = dataclasses.replace(
-            cfg.trainer,
-            steps=2000,
-            log_every=50,
-            ckpt_every=500,
-            optim=dataclasses.replace(cfg.trainer.optim, lr=5e-4, warmup_steps=50),
-        )
-    else:
-        cfg.data = dataclasses.replace(cfg.data, batch_size=32, sdf_points=8192, workers=8)
-        cfg.extract = ExtractConfig(resolution=129, coarse=33)
-        cfg.trainer = dataclasses.replace(
-            cfg.trainer,
-            steps=50000,
-            log_every=50,
-            val_every=2000,
-            vis_every=2000,
-            ckpt_every=1000,
-            optim=dataclasses.replace(cfg.trainer.optim, lr=1e-4),
-        )
-    cfg.data.surface_points = cfg.model.num_points
-    return cfg
+    def __post_init__(self):
+        # derived, not set: the encoder's input size is the model's
+        object.__setattr__(self, "data", dataclasses.replace(self.data, surface_points=self.model.num_points))
 
 
 class VAETrainer(Trainer):
@@ -113,7 +76,7 @@ class VAETrainer(Trainer):
 
     def __init__(self, cfg: VAERunConfig, model: ShapeVAE, data, out_dir):
         self.run_cfg = cfg
-        super().__init__(cfg.trainer, model, data, out_dir, run_config=cfg.to_dict(), tracking=cfg.tracking)
+        super().__init__(cfg.trainer, model, data, out_dir, run_config=dataclasses.asdict(cfg), tracking=cfg.tracking)
         self._val: list[dict] | None = None
 
     def compute_loss(self, model, batch):

@@ -8,14 +8,15 @@ import numpy as np
 import pytest
 import torch
 
+from hi3dgen.config import build
 from hi3dgen.data import codec
 from hi3dgen.inference.predict import Predictor, predict_files
-from hi3dgen.training.nirne import build_model, preset_config
+from hi3dgen.training.nirne import NiRNERunConfig, build_model
 
 
 @pytest.fixture(scope="module")
 def model():
-    return build_model(preset_config("tiny")).eval()
+    return build_model(build(NiRNERunConfig, "tiny")).eval()
 
 
 def write_image(path, value: int, size: int = 12):

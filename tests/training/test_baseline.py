@@ -12,7 +12,6 @@ in its commit:
 
 import argparse
 import contextlib
-import dataclasses
 import json
 import tempfile
 from pathlib import Path
@@ -22,10 +21,10 @@ import pytest
 import torch
 
 from hi3dgen import io
+from hi3dgen.config import build
 from hi3dgen.data import codec, toy
 from hi3dgen.sources.pairs import PairsConfig, import_pairs
-from hi3dgen.training.nirne import NiRNETrainer, build_data, build_model, preset_config
-from hi3dgen.training.tracking import TrackingConfig
+from hi3dgen.training.nirne import NiRNERunConfig, NiRNETrainer, build_data, build_model
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "tests/data/fixtures/views-tiny"
@@ -49,12 +48,9 @@ def write_fixture(out: Path) -> None:
 
 def curve() -> list[float]:
     """train/loss of the fixed run, step by step."""
-    cfg = preset_config("tiny", tracking=TrackingConfig(enabled=False))
-    cfg.data = dataclasses.replace(cfg.data, shards=str(FIXTURE), batch_size=2, val_samples=1, vis_samples=1)
-    cfg.data.augment = dataclasses.replace(cfg.data.augment, resolution=16)
-    cfg.trainer = dataclasses.replace(
-        cfg.trainer, steps=STEPS, log_every=1, device="cpu", precision="fp32", compile=False
-    )
+    data = {"shards": str(FIXTURE), "batch_size": 2, "val_samples": 1, "vis_samples": 1, "augment.resolution": 16}
+    trainer = {"steps": STEPS, "log_every": 1, "device": "cpu", "precision": "fp32", "compile": False}
+    cfg = build(NiRNERunConfig, "tiny", {"tracking.enabled": False, "data": data, "trainer": trainer})
     with tempfile.TemporaryDirectory() as out:
         torch.manual_seed(cfg.trainer.seed)
         t = NiRNETrainer(cfg, build_model(cfg), build_data(cfg), out)

@@ -15,43 +15,39 @@ import torch
 import torch.distributed as dist
 
 from hi3dgen import checkpoint
+from hi3dgen.config import build
 from hi3dgen.inference.checkpoints import load_vae
 from hi3dgen.models.norld import NoRLD
 from hi3dgen.models.shape_vae import ShapeVAE
 from hi3dgen.training import norld, vae
-from hi3dgen.training.nirne import NiRNETrainer, build_data, build_model, preset_config
-from hi3dgen.training.tracking import TrackingConfig
+from hi3dgen.training.nirne import NiRNERunConfig, NiRNETrainer, build_data, build_model
 from hi3dgen.training.trainer import init_distributed
 from tests.training.regression import regression
 
 NIRNE = """
-from hi3dgen.training.nirne import preset_config, NiRNETrainer, build_model, build_data
-cfg = preset_config("tiny")
-cfg.data = dataclasses.replace(cfg.data, toy_train=16, toy_size=24, batch_size=2, val_samples=4)
-cfg.data.augment = dataclasses.replace(cfg.data.augment, resolution=16)
-cfg.trainer = dataclasses.replace(cfg.trainer, steps=4, log_every=2, ckpt_every=2)
-cfg.tracking.enabled = False
+from hi3dgen.config import build
+from hi3dgen.training.nirne import NiRNERunConfig, NiRNETrainer, build_model, build_data
+cfg = build(NiRNERunConfig, "tiny", {
+    "data": {"toy_train": 16, "toy_size": 24, "batch_size": 2, "val_samples": 4, "augment.resolution": 16},
+    "trainer": {"steps": 4, "log_every": 2, "ckpt_every": 2}, "tracking.enabled": False})
 env = init_distributed()
 t = NiRNETrainer(cfg, build_model(cfg), build_data(cfg), sys.argv[1])
 """
 
 NORLD = """
 from hi3dgen.inference.checkpoints import load_vae
-from hi3dgen.training.norld import NoRLDTrainer, build_model, preset_config
+from hi3dgen.training.norld import NoRLDTrainer, build_model, run_config
 from hi3dgen.training.vae import build_data
-cfg = preset_config("tiny", sys.argv[3])
-cfg.data = dataclasses.replace(cfg.data, toy_train=8, batch_size=2, val_shapes=1)
-cfg.reg = dataclasses.replace(cfg.reg, max_samples=1, views=1)
-cfg.stats_batches = 1
-cfg.trainer = dataclasses.replace(cfg.trainer, steps=4, log_every=2, ckpt_every=2)
-cfg.tracking.enabled = False
+cfg = run_config("tiny", sys.argv[3], {
+    "data": {"toy_train": 8, "batch_size": 2, "val_shapes": 1}, "reg": {"max_samples": 1, "views": 1},
+    "stats_batches": 1, "trainer": {"steps": 4, "log_every": 2, "ckpt_every": 2}, "tracking.enabled": False})
 env = init_distributed()
 vae = load_vae(cfg.vae)
 t = NoRLDTrainer(cfg, build_model(cfg, vae, "cpu"), vae, build_data(cfg.data, cfg.trainer.seed), sys.argv[1])
 """
 
 WORKER = """
-import dataclasses, sys, torch
+import sys, torch
 torch.set_num_threads(1)
 from hi3dgen.training.trainer import init_distributed
 {setup}
@@ -63,10 +59,11 @@ torch.save({"world": env.world_size, "model": t.model.state_dict(), "ema": t.ema
 
 def _vae(tmp_path) -> str:
     """An untrained tiny shape VAE as `RUN/model.pt` holds one: its meshes are blobs, but meshes."""
-    cfg = vae.preset_config("tiny")
+    cfg = build(vae.VAERunConfig, "tiny")
     torch.manual_seed(0)
     path = tmp_path / "vae.pt"
-    checkpoint.save(path, {"kind": "shape_vae", "config": cfg.to_dict(), "model": ShapeVAE(cfg.model).state_dict()})
+    state = {"kind": "shape_vae", "config": dataclasses.asdict(cfg), "model": ShapeVAE(cfg.model).state_dict()}
+    checkpoint.save(path, state)
     return str(path)
 
 
@@ -130,12 +127,14 @@ def _rank(rank: int, world: int, store: str, fn, args) -> None:
         dist.destroy_process_group()
 
 
-def _nirne_cfg(steps: int = 4, **trainer):
-    cfg = preset_config("tiny", tracking=TrackingConfig(enabled=False))
-    cfg.data = dataclasses.replace(cfg.data, toy_train=16, toy_size=24, batch_size=2, val_samples=6)
-    cfg.data.augment = dataclasses.replace(cfg.data.augment, resolution=16)
-    cfg.trainer = dataclasses.replace(cfg.trainer, steps=steps, log_every=1, **trainer)
-    return cfg
+def _nirne_cfg(steps: int = 4, data: dict | None = None, **trainer):
+    small = {"toy_train": 16, "toy_size": 24, "batch_size": 2, "val_samples": 6, "augment.resolution": 16}
+    return build(
+        NiRNERunConfig,
+        "tiny",
+        {"tracking.enabled": False, "data": {**small, **(data or {})}},
+        {"trainer": {"steps": steps, "log_every": 1, **trainer}},
+    )
 
 
 def _train_nirne(runs: list[tuple[str, str, int | None]]) -> None:
@@ -212,24 +211,21 @@ def _evaluate(result: str, vae_path: str, whole: bool = False) -> None:
     batch of all (`whole`: what one process evaluated before validation was sharded; NoRLD's batches
     set its noise, so they stay)."""
     figures = {}
-    cfg = _nirne_cfg()
-    cfg.data.augment.resolution = 24
-    cfg.data.batch_size = 6 if whole else 2
+    cfg = _nirne_cfg(data={"augment.resolution": 24, "batch_size": 6 if whole else 2})
     torch.manual_seed(0)
     t = NiRNETrainer(cfg, build_model(cfg), build_data(cfg), f"{result}/eval-nirne")
     figures["nirne"] = _figures(t)
     figures["share"] = t.val_batches(list("abcdef"), cfg.data.batch_size)
 
-    cfg = vae.preset_config("tiny", tracking=TrackingConfig(enabled=False))
-    cfg.data = dataclasses.replace(cfg.data, toy_train=8, val_shapes=3, batch_size=3 if whole else 2)
+    shapes = {"toy_train": 8, "val_shapes": 3, "batch_size": 3 if whole else 2}
+    cfg = build(vae.VAERunConfig, "tiny", {"tracking.enabled": False, "data": shapes})
     t = vae.VAETrainer(cfg, load_vae(vae_path), vae.build_data(cfg.data, 0), f"{result}/eval-vae")
     figures["vae"] = _figures(t)
 
-    cfg = norld.preset_config("tiny", vae_path, tracking=TrackingConfig(enabled=False))
-    cfg.data = dataclasses.replace(cfg.data, toy_train=8, val_shapes=3, batch_size=2)
-    cfg.sample = dataclasses.replace(cfg.sample, steps=2)
+    shapes = {"toy_train": 8, "val_shapes": 3, "batch_size": 2}
+    cfg = norld.run_config("tiny", vae_path, {"tracking.enabled": False, "data": shapes, "sample.steps": 2})
     shape_vae = load_vae(vae_path)
-    torch.manual_seed(0)  # not `build_model`: its latent statistics come from the rank's share of the train set
+    torch.manual_seed(0)  # not `build_model`: the figures compared here do not need measured latent statistics
     t = norld.NoRLDTrainer(cfg, NoRLD(cfg.model), shape_vae, vae.build_data(cfg.data, 0), f"{result}/eval-norld")
     figures["norld"] = _figures(t)
     torch.save(figures, f"{result}/rank{init_distributed().rank}.pt")

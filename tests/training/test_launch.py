@@ -1,12 +1,11 @@
 """Ray Train's TorchTrainer runs the same per-worker function on two CPU workers (gloo): rank 0
 alone writes the checkpoint and logs one MLflow run."""
 
-import dataclasses
-
 import pytest
 
+from hi3dgen.config import build
 from hi3dgen.training.launch import LaunchConfig, launch
-from hi3dgen.training.nirne import preset_config, train_nirne
+from hi3dgen.training.nirne import NiRNERunConfig, train_nirne
 
 pytestmark = pytest.mark.slow
 
@@ -18,11 +17,9 @@ def test_ray_train_two_workers(tmp_path, monkeypatch):
     monkeypatch.setenv("HI3DGEN_STATE", str(tmp_path / "state"))
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
     ray.shutdown()  # a fresh local Ray that forwards this test's environment to the workers
-    cfg = preset_config("tiny")
-    cfg.data = dataclasses.replace(cfg.data, toy_train=16, toy_size=24, batch_size=2, val_samples=4)
-    cfg.data.augment = dataclasses.replace(cfg.data.augment, resolution=16)
-    cfg.trainer = dataclasses.replace(cfg.trainer, steps=4, log_every=2, ckpt_every=2)
-    cfg.tracking.run_name = "ddp"
+    data = {"toy_train": 16, "toy_size": 24, "batch_size": 2, "val_samples": 4, "augment.resolution": 16}
+    trainer = {"steps": 4, "log_every": 2, "ckpt_every": 2}
+    cfg = build(NiRNERunConfig, "tiny", {"data": data, "trainer": trainer, "tracking.run_name": "ddp"})
     try:
         launch(train_nirne, cfg, str(tmp_path / "run"), LaunchConfig(workers=2))
     finally:

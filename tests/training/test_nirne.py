@@ -12,17 +12,17 @@ import torch
 
 import hi3dgen_cli
 from hi3dgen import checkpoint
-from hi3dgen.config import add_nested_command
+from hi3dgen.config import add_nested_command, build
 from hi3dgen.data import codec, toy
 from hi3dgen.data.webds import view_dataset
 from hi3dgen.eval.nirne import evaluate_views
 from hi3dgen.inference.checkpoints import load_nirne
-from hi3dgen.training.cli import register
-from hi3dgen.training.nirne import NiRNETrainer, build_data, build_model, preset_config
+from hi3dgen.training.cli import parse, register
+from hi3dgen.training.nirne import NiRNERunConfig, NiRNETrainer, build_data, build_model
 
 
 def run_cli(argv: list[str]) -> int:
-    args = hi3dgen_cli.build_parser().parse_args(argv)
+    args = hi3dgen_cli.parse_args(argv)
     return args.func(args)
 
 
@@ -107,10 +107,12 @@ def test_domain_without_samples_is_a_clear_error(shard_dirs, tmp_path):
 
 
 def test_learns_then_stage2_keeps_clean_stream_frozen(tmp_path):
-    cfg = preset_config("tiny")
-    cfg.data = dataclasses.replace(cfg.data, toy_train=64, val_samples=16)
-    cfg.trainer = dataclasses.replace(cfg.trainer, steps=80, ckpt_every=80, log_every=1)
-    cfg.tracking.enabled = False
+    cfg = build(
+        NiRNERunConfig,
+        "tiny",
+        {"data": {"toy_train": 64, "val_samples": 16}, "trainer": {"steps": 80, "ckpt_every": 80, "log_every": 1}},
+        {"tracking.enabled": False},
+    )
     torch.manual_seed(0)
     s1 = NiRNETrainer(cfg, build_model(cfg), build_data(cfg), tmp_path / "s1")
     metrics = s1.train()
@@ -125,10 +127,8 @@ def test_learns_then_stage2_keeps_clean_stream_frozen(tmp_path):
         base.add(np.broadcast_to(np.array([0, 0, 1.0])[:, None, None], v["normal"].shape), v["normal"], v["mask"])
     assert metrics["val/NE"] < base.result()["NE"] - 3
 
-    cfg2 = preset_config("tiny", stage=2, init=str(tmp_path / "s1/checkpoints/last.pt"))
-    cfg2.data = dataclasses.replace(cfg2.data, toy_train=16, val_samples=4)
-    cfg2.trainer = dataclasses.replace(cfg2.trainer, steps=10)
-    cfg2.tracking.enabled = False
+    stage2 = {"stage": 2, "init": str(tmp_path / "s1/checkpoints/last.pt"), "tracking.enabled": False}
+    cfg2 = build(NiRNERunConfig, "tiny", stage2, {"data": {"toy_train": 16, "val_samples": 4}, "trainer.steps": 10})
     model = build_model(cfg2)
     assert cfg2.domain == "synthetic" and model.clean_frozen
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -142,17 +142,26 @@ def test_learns_then_stage2_keeps_clean_stream_frozen(tmp_path):
     assert not any(p.requires_grad for p in model.clean_stream.parameters()) and not model.clean_stream.training
 
 
-def test_presets_and_their_refusals(tmp_path):
-    assert not preset_config("no_noise").model.noise.enabled
-    assert not preset_config("tiny+single_stream").model.dual_stream
-    c = preset_config("no_stage2")
-    assert c.model.width == 128 and c.domain == "any" and c.data.augment.resolution == 512
+def test_presets_ablations_and_their_refusals(tmp_path):
+    """Presets are files with debug twins; the ablations are flags over any preset; configs are frozen."""
+    assert build(NiRNERunConfig, "base").model.width == 128 and build(NiRNERunConfig, "tiny").model.width == 16
+    debug = build(NiRNERunConfig, "small.debug")
+    assert debug.model == build(NiRNERunConfig, "small").model and debug.trainer.steps < 10
+    argv = ["--data", "toy", "--out", "x", "--preset", "tiny", "--no-noise", "--no-dual-stream", "--stages", "1"]
+    c = parse("nirne", argv).run
+    assert not c.model.noise.enabled and not c.model.dual_stream and c.domain == "any" and c.model.width == 16
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        c.trainer.steps = 3
     with pytest.raises(ValueError, match="no stage 2"):
-        preset_config("tiny+no_stage2", stage=2, init="x.pt")
+        build(NiRNERunConfig, "tiny", {"stages": [1], "stage": 2, "init": "x.pt"})
     with pytest.raises(ValueError, match="--init"):
-        preset_config("tiny", stage=2)
-    with pytest.raises(ValueError, match="unknown NiRNE preset"):
-        preset_config("huge")
+        build(NiRNERunConfig, "tiny", {"stage": 2})
+    with pytest.raises(ValueError, match="unknown nirne preset 'huge'"):
+        build(NiRNERunConfig, "huge")
+    with pytest.raises(ValueError, match="unknown config key 'trainer.stpes'"):
+        build(NiRNERunConfig, "tiny", {"trainer.stpes": 3})
+    with pytest.raises(ValueError, match="'model.width' is int, not str"):
+        build(NiRNERunConfig, "tiny", {"model": {"width": "wide"}})
 
 
 def test_cli_stage1_stage2_eval_predict(shard_dirs, tmp_path, capsys):
@@ -252,5 +261,7 @@ def test_train_group_is_extensible():
     register(sub)
     args = parser.parse_args(["train", "extra"])
     assert args.func(args) == "extra"
-    args = parser.parse_args(["train", "nirne", "--data", "toy", "--out", "x"])
-    assert args.preset == "base" and args.stage == 1
+    args, rest = parser.parse_known_args(["train", "nirne", "--data", "toy", "--out", "x"])
+    assert args.takes_argv and rest == ["--data", "toy", "--out", "x"]
+    cmd = parse("nirne", rest)
+    assert cmd.run.preset == "base" and cmd.run.stage == 1 and cmd.out == "x" and cmd.run.data.shards == "toy"

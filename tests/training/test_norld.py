@@ -4,33 +4,33 @@ import numpy as np
 import pytest
 import torch
 
+from hi3dgen.config import build
 from hi3dgen.inference.checkpoints import load_vae
-from hi3dgen.training.norld import NoRLDTrainer, build_model, preset_config
-from hi3dgen.training.tracking import TrackingConfig
-from hi3dgen.training.vae import build_data, train_vae
-from hi3dgen.training.vae import preset_config as vae_preset
+from hi3dgen.training.norld import NoRLDTrainer, build_model, run_config
+from hi3dgen.training.vae import VAERunConfig, build_data, train_vae
 from tests import gltf
 
 
 @pytest.fixture(scope="module")
 def vae_path(tmp_path_factory):
     torch.set_num_threads(1)
-    cfg = vae_preset("tiny", tracking=TrackingConfig(enabled=False))
-    cfg.data = dataclasses.replace(cfg.data, toy_train=8, val_shapes=1)
-    cfg.trainer = dataclasses.replace(cfg.trainer, steps=40, ckpt_every=1000)
+    small = {"data": {"toy_train": 8, "val_shapes": 1}, "trainer": {"steps": 40, "ckpt_every": 1000}}
+    cfg = build(VAERunConfig, "tiny", {"tracking.enabled": False, **small})
     out = tmp_path_factory.mktemp("vae")
     train_vae(cfg, str(out))
     return str(out / "model.pt")
 
 
 def tiny(vae_path, steps: int, weight: float = 1.0, **reg):
-    cfg = preset_config("tiny", vae_path, tracking=TrackingConfig(enabled=False))
-    cfg.data = dataclasses.replace(cfg.data, toy_train=8, val_shapes=2, vis_shapes=1)
-    cfg.reg = dataclasses.replace(cfg.reg, weight=weight, **reg)
-    cfg.sample = dataclasses.replace(cfg.sample, steps=2)
-    cfg.stats_batches = 1
-    cfg.trainer = dataclasses.replace(cfg.trainer, steps=steps, log_every=1, ckpt_every=1000)
-    return cfg
+    small = {
+        "tracking.enabled": False,
+        "data": {"toy_train": 8, "val_shapes": 2, "vis_shapes": 1},
+        "reg": {"weight": weight, **reg},
+        "sample.steps": 2,
+        "stats_batches": 1,
+        "trainer": {"steps": steps, "log_every": 1, "ckpt_every": 1000},
+    }
+    return run_config("tiny", vae_path, small)
 
 
 def make_trainer(cfg, out):
@@ -116,8 +116,11 @@ def test_mlflow_logs_losses_and_rendered_normals(vae_path, tmp_path, monkeypatch
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("HI3DGEN_STATE", str(tmp_path / "state"))
     cfg = tiny(vae_path, 2)
-    cfg.trainer = dataclasses.replace(cfg.trainer, vis_every=2)
-    cfg.tracking = dataclasses.replace(cfg.tracking, enabled=True, experiment="norld-test", run_name="norld")
+    cfg = dataclasses.replace(
+        cfg,
+        trainer=dataclasses.replace(cfg.trainer, vis_every=2),
+        tracking=dataclasses.replace(cfg.tracking, enabled=True, experiment="norld-test", run_name="norld"),
+    )
     t = make_trainer(cfg, tmp_path / "run")
     t.train()
     client = MlflowClient(uri)
@@ -136,10 +139,8 @@ def cli_outputs(vae_path, tmp_path_factory):
 
     import hi3dgen_cli
 
-    parser = hi3dgen_cli.build_parser()
-
     def run(*argv):
-        args = parser.parse_args([str(a) for a in argv])
+        args = hi3dgen_cli.parse_args([str(a) for a in argv])
         return args.func(args)
 
     tmp_path = tmp_path_factory.mktemp("cli")
@@ -158,7 +159,7 @@ def cli_outputs(vae_path, tmp_path_factory):
             "tiny",
             "--steps",
             2,
-            "--reg-grid",
+            "--reg.extract.resolution",
             16,
             "--no-tracking",
         )

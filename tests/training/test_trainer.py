@@ -9,20 +9,22 @@ import torch
 
 import hi3dgen_cli
 from hi3dgen import checkpoint
+from hi3dgen.config import build
 from hi3dgen.training.ema import EMA
-from hi3dgen.training.nirne import NiRNETrainer, build_data, build_model, preset_config
+from hi3dgen.training.nirne import NiRNERunConfig, NiRNETrainer, build_data, build_model
 from hi3dgen.training.optim import OptimConfig, warmup_cosine
 from hi3dgen.training.trainer import TrainerConfig
 from tests.training.regression import regression
 
 
 def tiny(steps=12, **trainer):
-    cfg = preset_config("tiny")
-    cfg.data = dataclasses.replace(cfg.data, batch_size=4, toy_train=12, toy_size=24, val_samples=4, vis_samples=2)
-    cfg.data.augment = dataclasses.replace(cfg.data.augment, resolution=16)
-    cfg.trainer = dataclasses.replace(cfg.trainer, steps=steps, log_every=1, **{"ckpt_every": 5, **trainer})
-    cfg.tracking.enabled = False
-    return cfg
+    data = {"batch_size": 4, "toy_train": 12, "toy_size": 24, "val_samples": 4, "vis_samples": 2}
+    return build(
+        NiRNERunConfig,
+        "tiny",
+        {"tracking.enabled": False, "data": {**data, "augment.resolution": 16}},
+        {"trainer": {"steps": steps, "log_every": 1, "ckpt_every": 5, **trainer}},
+    )
 
 
 def trainer(cfg, out, init_seed=0):
@@ -215,7 +217,7 @@ def test_mlflow_tracking_for_real(tmp_path, monkeypatch):
     monkeypatch.setenv("HI3DGEN_STATE", str(tmp_path / "state"))
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
     cfg = tiny(steps=4, val_every=2, vis_every=4)
-    cfg.tracking = dataclasses.replace(cfg.tracking, enabled=True, experiment="nirne-test", run_name="nirne_stage1")
+    cfg = dataclasses.replace(cfg, tracking=dataclasses.replace(cfg.tracking, enabled=True, experiment="nirne-test"))
     t = trainer(cfg, tmp_path / "run")
     t.train()
     client = MlflowClient(uri)

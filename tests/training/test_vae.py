@@ -1,20 +1,17 @@
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
 
+from hi3dgen.config import build
 from hi3dgen.models.shape_vae import ShapeVAE
 from hi3dgen.synthesis.toy import toy_shape
-from hi3dgen.training.tracking import TrackingConfig
-from hi3dgen.training.vae import VAETrainer, build_data, preset_config, train_vae
+from hi3dgen.training.vae import VAERunConfig, VAETrainer, build_data, train_vae
 
 
 def tiny(steps: int, **trainer):
-    cfg = preset_config("tiny", tracking=TrackingConfig(enabled=False))
-    cfg.data = dataclasses.replace(cfg.data, toy_train=8, val_shapes=2, vis_shapes=1)
-    cfg.trainer = dataclasses.replace(cfg.trainer, steps=steps, log_every=1, ckpt_every=10, **trainer)
-    return cfg
+    data = {"toy_train": 8, "val_shapes": 2, "vis_shapes": 1}
+    trainer = {"steps": steps, "log_every": 1, "ckpt_every": 10, **trainer}
+    return build(VAERunConfig, "tiny", {"tracking.enabled": False, "data": data, "trainer": trainer})
 
 
 def make_trainer(cfg, out):
