@@ -181,7 +181,9 @@ def test_bad_steps_stop_the_command_before_any_work(tmp_path, capsys):
         "--out",
         str(tmp_path / "run"),
     ]
-    assert hi3dgen_cli.main(argv) == 2
+    with pytest.raises(SystemExit) as exit:  # tyro's parse error: exit status 2 and the config's message
+        hi3dgen_cli.main(argv)
+    assert exit.value.code == 2
     assert "steps must be at least 1, not -1" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
 
