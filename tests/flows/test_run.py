@@ -50,8 +50,8 @@ STAGES = [
 TINY_DAG = {
     "executor": {"kind": "inline"},
     "nirne": {"steps1": 8, "steps2": 4},
-    "vae": {"steps": 40},
-    "norld": {"steps": 6},
+    "vae": {"overrides": {"trainer.steps": 40}},
+    "norld": {"overrides": {"trainer.steps": 6}},
     "eval_norld": {"shapes": 2, "steps": 2, "grid": 24},
 }
 
