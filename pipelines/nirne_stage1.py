@@ -4,6 +4,8 @@ from hi3dgen.training.nirne import NiRNERunConfig, train_nirne
 from pipelines.common import params
 from pipelines.train import run_config, train, view_domains
 
+STAGE_KEYS = ("stage1_domain", "stage2_domain", "steps1", "steps2")  # params.yaml `nirne` beside preset, overrides
+
 
 def stage1_domain(requested: str) -> str:
     """`auto`: real views when the shards have any (ingested or imported pairs), else every
@@ -19,7 +21,7 @@ def train_stage(stage: int, domain: str, steps: int | None, init: str | None = N
     stage_fields = {"stage": stage, "init": init, "data": {"domain": domain, "val_domain": "any"}}
     if steps:
         stage_fields["trainer"] = {"steps": steps}
-    train(name, train_nirne, run_config(NiRNERunConfig, "nirne", name, stage_fields))
+    train(name, train_nirne, run_config(NiRNERunConfig, "nirne", name, stage_fields, keys=STAGE_KEYS))
 
 
 def main() -> None:

@@ -43,10 +43,14 @@ def run_dir(name: str, run_config: dict, code: str) -> Path:
     return out
 
 
-def run_config(cls, section: str, name: str, *layers: dict):
+def run_config(cls, section: str, name: str, *layers: dict, keys: tuple[str, ...] = ()):
     """A training stage's run config: the preset its params.yaml section names, the section's
-    `overrides`, `layers`, then the pipeline's shards and the stage's name as the MLflow run's."""
+    `overrides`, `layers`, then the pipeline's shards and the stage's name as the MLflow run's.
+    The section holds `preset`, `overrides` and the stage's own `keys`; anything else is an error."""
     p = params(section)
+    unknown = sorted(set(p) - {"preset", "overrides", *keys})
+    if unknown:
+        raise ValueError(f"params.yaml [{section}] has unknown keys {unknown}; fields of the run go in `overrides`")
     fixed = {"data": {"shards": str(SHARDS)}, "tracking": {"run_name": name}}
     return config.build(cls, p["preset"], p.get("overrides") or {}, *layers, fixed)
 
