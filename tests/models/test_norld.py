@@ -1,12 +1,13 @@
 import torch
 
-from hi3dgen.models.norld import NoRLD, NoRLDConfig, preset
+from hi3dgen import config
+from hi3dgen.models.norld import NoRLD, NoRLDConfig
 
 
 def tiny(**kw) -> NoRLD:
     torch.manual_seed(0)
-    cfg = preset("tiny")
-    return NoRLD(NoRLDConfig(**{**cfg.__dict__, "num_latents": 8, "latent_dim": 4, **kw}))
+    model = config.preset("norld", "tiny")["model"]
+    return NoRLD(config.from_dict(NoRLDConfig, {**model, "num_latents": 8, "latent_dim": 4, **kw}))
 
 
 def test_velocity_starts_at_zero_and_has_the_latent_shape():

@@ -1,12 +1,13 @@
 import torch
 
+from hi3dgen import config
 from hi3dgen.geometry.mesh_extract import ExtractConfig
-from hi3dgen.models.shape_vae import ShapeVAE, preset, vae_loss
+from hi3dgen.models.shape_vae import ShapeVAE, ShapeVAEConfig, vae_loss
 
 
 def tiny_vae() -> ShapeVAE:
     torch.manual_seed(0)
-    return ShapeVAE(preset("tiny"))
+    return ShapeVAE(config.from_dict(ShapeVAEConfig, config.preset("vae", "tiny")["model"]))
 
 
 def test_shapes_and_loss_parts():
