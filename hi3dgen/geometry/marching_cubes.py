@@ -126,6 +126,13 @@ class Topology:
         """(B,) bool: the surface did not fit the face or vertex budget (faces were dropped)."""
         return (self.face_count > self.faces.shape[1]) | (self.vertex_count > self.edges.shape[1])
 
+    def trimmed(self) -> Topology:
+        """The same without the slots no sample uses. It reads the counts on the host: for the CPU,
+        where there is no device to keep busy and the budget's unused slots would be pure cost."""
+        f = max(1, min(int(self.face_count.max()), self.faces.shape[1]))
+        v = max(1, min(int(self.vertex_count.max()), self.edges.shape[1]))
+        return Topology(self.edges[:, :v], self.faces[:, :f], self.face_count, self.vertex_count)
+
 
 def _compact(keep: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The positions of the first `size` True entries of each row of `keep` (B, N) in order (their

@@ -81,3 +81,15 @@ def test_vertex_gradients_agree_with_finite_differences():
         with torch.no_grad():
             fd = (loss_of(c + e) - loss_of(c - e)) / (2 * h)
         assert abs(fd.item() - c.grad[i].item()) < 1e-4 * max(1.0, abs(fd.item()))
+
+
+def test_trimmed_keeps_the_surface_and_the_overflow():
+    top, _ = meshes([sphere, box], max_faces=2400, max_vertices=2000)  # 2588 and 2332 faces
+    small = top.trimmed()
+    assert small.faces.shape[1] == 2400  # the sphere overflows: every face slot is used
+    assert small.edges.shape[1] == 1296  # the sphere's vertices: the larger count
+    assert torch.equal(small.overflow, top.overflow) and top.overflow.tolist() == [True, False]
+    roomy, _ = meshes([sphere], max_faces=20000, max_vertices=12000)
+    cut = roomy.trimmed()
+    assert cut.faces.shape[1] == int(roomy.face_count[0]) and cut.edges.shape[1] == int(roomy.vertex_count[0])
+    assert torch.equal(cut.faces, roomy.faces[:, : cut.faces.shape[1]]) and not cut.overflow.any()
