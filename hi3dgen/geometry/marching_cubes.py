@@ -112,6 +112,13 @@ def _tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return base, dirs, tris
 
 
+@functools.lru_cache(maxsize=None)
+def _device_tables(device: torch.device) -> tuple[torch.Tensor, ...]:
+    """`_tables()` and DIRS as tensors on `device`, copied there once (a host-to-device copy of
+    pageable memory waits for the device: it must not happen every step)."""
+    return tuple(torch.from_numpy(a).to(device) for a in (*_tables(), np.array(DIRS)))
+
+
 @dataclasses.dataclass
 class Topology:
     """Fixed-size meshes of a batch of grids, before vertex placement: each vertex is a grid edge."""
@@ -149,7 +156,7 @@ def topology(values: torch.Tensor, max_faces: int, max_vertices: int) -> Topolog
     """Marching cubes on SDF grids `values` (B, R, R, R) (index order x, y, z; < 0 inside)."""
     b, r = values.shape[0], values.shape[1]
     dev = values.device
-    base, dirs, tris = (torch.from_numpy(a).to(dev) for a in _tables())
+    base, dirs, tris, _ = _device_tables(dev)
     inside = values < 0
     c = r - 1
     # vertices: the grid edges along the axes whose ends differ in sign, in edge-id order
@@ -186,5 +193,5 @@ def edge_ends(edges: torch.Tensor, resolution: int, bound: float) -> tuple[torch
     point, d = edges // 7, edges % 7
     ijk = torch.stack([point // r**2, point // r % r, point % r], dim=-1)
     step = 2 * bound / (r - 1)
-    dir_vec = torch.tensor(DIRS, device=edges.device)
+    dir_vec = _device_tables(edges.device)[3]
     return ijk.float() * step - bound, (ijk + dir_vec[d]).float() * step - bound
