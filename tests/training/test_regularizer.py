@@ -75,3 +75,39 @@ def test_clip_matrices_equal_the_renderers_projection():
     cam = Camera(intrinsics(35, 40, 30), look_at(np.array([1.0, 2.0, 1.5])), 40, 30)
     ours = clip_matrices(torch.tensor(cam.K)[None], torch.tensor(cam.c2w)[None], cam.height, cam.width)[0]
     assert np.allclose(ours.numpy(), projection(cam) @ np.linalg.inv(cam.c2w), atol=1e-9)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the CUDA path (run on the GPU machine)")
+def test_cuda_path_has_no_host_sync_and_matches_the_cpu_path(vae_path, tmp_path):  # noqa: F811
+    """torch's sync debug mode raises on any synchronizing torch op (nvdiffrast's own wait for its
+    buffers, inside the plugin, is not one); nvdiffrast's visibility agrees with embree's."""
+    from hi3dgen.training import regularizer
+
+    t = make_trainer(tiny(vae_path, 1), tmp_path / "run")
+    batch = t._to_device(next(t.data))
+    with torch.no_grad():
+        z = t.vae.encode(batch["surface"][:2]).mean
+    cpu = regularizer.normal_regularizer(
+        t.vae,
+        z,
+        batch["normals"][:2, :2],
+        batch["masks"][:2, :2],
+        batch["K"][:2, :2],
+        batch["c2w"][:2, :2],
+        24,
+        0.55,
+        16384,
+    )
+    vae = t.vae.cuda()
+    args = [batch[k][:2, :2].cuda() for k in ("normals", "masks", "K", "c2w")]
+    zc = z.cuda().requires_grad_(True)
+    regularizer.normal_regularizer(vae, zc, *args, 24, 0.55, 16384)  # warm-up: plugin, tables
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        out = regularizer.normal_regularizer(vae, zc, *args, 24, 0.55, 16384)
+        out.errors.sum().backward()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert out.errors.cpu() == pytest.approx(cpu.errors, abs=0.02)
+    assert torch.isfinite(zc.grad).all() and zc.grad.abs().sum() > 0
