@@ -6,12 +6,14 @@
     CUDA_LAUNCH_BLOCKING=1 python bench/norld.py profile --vae RUN/model.pt [--preset small] [--steps N]
 
 `speed`: the trainer's own step (fused AdamW, EMA, clipping; bf16 autocast on CUDA, no
-torch.compile so timings exclude compilation) with λ = 0 and with the preset's regularizer, and
+torch.compile so timings exclude compilation) with λ = 0 and with the preset's regularizer on
+every step (share 1.0), their ratio (one table on stderr, the JSON on stdout and at --out), and
 generation latency (NiRNE at 512^2, NoRLD Euler sampling with CFG, VAE decode and marching cubes)
 with untrained NiRNE and NoRLD weights (latency does not depend on them). `ablation`: λ > 0 vs
 λ = 0 with the same data, steps and seed, each evaluated on the val split (Chamfer, F-score,
 normal consistency, NE/SNE of rendered normals). `profile`: the time per regularized step in each of
-the library's `record_function` ranges (loss, extraction and its parts, rendering, backward). Runs on
+the library's `record_function` ranges (loss; the regularizer: decode, SDF grid, marching cubes,
+vertices, rendering; backward). Runs on
 CPU too (without MLflow).
 """
 
@@ -66,21 +68,23 @@ def make_trainer(cfg, out: Path) -> NoRLDTrainer:
     return NoRLDTrainer(cfg, build_model(cfg, vae, device), vae, build_data(cfg.data, cfg.trainer.seed), out)
 
 
-def step_times(cfg, out: Path, steps: int, warmup: int) -> tuple[list[float], list[bool]]:
-    """Milliseconds of each timed train step, and whether the regularizer ran on it."""
+def step_times(cfg, out: Path, steps: int, warmup: int) -> tuple[list[float], list[bool], dict]:
+    """Milliseconds of each timed train step, whether the regularizer ran on it, and the metrics
+    of the timed steps (means)."""
     t = make_trainer(cfg, out)
     batches = [next(t.data) for _ in range(4)]
-    times, active = [], []
+    times, active, metrics = [], [], []
     for i in range(warmup + steps):
         on = cfg.reg.active(t.step)
         sync(t.device)
         start = time.perf_counter()
-        t.train_step(batches[i % len(batches)])
+        out = t.train_step(batches[i % len(batches)])
         sync(t.device)
         if i >= warmup:
             times.append((time.perf_counter() - start) * 1e3)
             active.append(on)
-    return times, active
+            metrics.append({k: float(v) for k, v in out.items()})
+    return times, active, {k: statistics.mean(m[k] for m in metrics) for k in metrics[0]}
 
 
 def generation_latency(args, repeats: int = 5) -> dict:
@@ -147,31 +151,58 @@ def cmd_vae(args) -> dict:
 
 
 def cmd_speed(args) -> dict:
+    """λ = 0 against the preset's regularizer on every step (share 1.0): mean step times, their
+    ratio, and the regularizer's face counts and budget overflow on the timed steps."""
     out = Path(args.out or "bench_norld.json").with_suffix("")
-    base, _ = step_times(norld_config(args, {"reg.weight": 0.0}), out / "off", args.steps, args.warmup)
-    cfg = norld_config(args)
-    reg, active = step_times(cfg, out / "on", args.steps, args.warmup)
-    on = [t for t, a in zip(reg, active) if a]
+    base, _, _ = step_times(norld_config(args, {"reg.weight": 0.0}), out / "off", args.steps, args.warmup)
+    cfg = norld_config(args, {"reg.share": 1.0})
+    reg, _, metrics = step_times(cfg, out / "on", args.steps, args.warmup)
+    off_ms, on_ms = statistics.mean(base), statistics.mean(reg)
     result = {
         "preset": args.preset,
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() and args.device != "cpu" else "cpu",
         "batch": cfg.data.batch_size,
         "reg": dataclasses.asdict(cfg.reg),
-        "step_ms_no_reg": statistics.mean(base),
-        "step_ms_reg": statistics.mean(reg),
-        "step_ms_reg_active": statistics.mean(on) if on else None,
-        "overhead_pct": 100 * (statistics.mean(reg) / statistics.mean(base) - 1),
+        "step_ms_no_reg": off_ms,
+        "step_ms_reg": on_ms,
+        "ratio": on_ms / off_ms,
+        "overhead_pct": 100 * (on_ms / off_ms - 1),
+        "reg_faces": metrics["reg_faces"],
+        "reg_overflow": metrics["reg_overflow"],
         "generation": generation_latency(args),
     }
+    print_speed(result)
     return result
+
+
+def print_speed(r: dict) -> None:
+    reg = r["reg"]
+    rows = [
+        ("train step, λ = 0", f"{r['step_ms_no_reg']:.1f} ms"),
+        ("train step, regularizer on every step", f"{r['step_ms_reg']:.1f} ms"),
+        ("ratio (goal ≤ 1.25)", f"{r['ratio']:.3f} ({r['overhead_pct']:+.0f}%)"),
+        (
+            "regularizer",
+            f"{reg['max_samples']} samples x {reg['views']} views at {reg['render_size']}², "
+            f"grid {reg['extract']['resolution']}³, max {reg['max_faces']} faces",
+        ),
+        ("faces per mesh (mean), overflow share", f"{r['reg_faces']:.0f}, {r['reg_overflow']:.2f}"),
+        ("generation, image → mesh", f"{r['generation']['total_ms']:.0f} ms"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    print(f"NoRLD speed, preset {r['preset']}, batch {r['batch']}, {r['device']}", file=sys.stderr)
+    for k, v in rows:
+        print(f"  {k:<{width}}  {v}", file=sys.stderr)
 
 
 PROFILED = (
     "trainer.loss",
-    "norld.reg.extract",
-    "extract.sdf_grid",
-    "extract.marching_cubes",
-    "extract.refine",
-    "norld.reg.render",
+    "norld.reg",
+    "reg.decode",
+    "reg.sdf_grid",
+    "reg.marching_cubes",
+    "reg.vertices",
+    "reg.render",
     "trainer.backward",
 )
 

@@ -113,10 +113,14 @@ def _refine(fn: SDFFn, cfg: ExtractConfig, device, idx_verts: np.ndarray, faces:
     f = _evaluate(fn, ends, cfg.chunk)
     f = f if f.dtype == torch.float64 else f.float()  # vertices in float32, or float64 for a float64 SDF
     ends = ends.to(f.dtype)
-    fa, fb = f[: len(a)], f[len(a) :]
+    vertices = edge_vertices(ends[: len(a)], ends[len(a) :], f[: len(a)], f[len(a) :])
+    return Mesh(vertices, torch.from_numpy(faces.astype(np.int64)).to(device))
+
+
+def edge_vertices(pa: torch.Tensor, pb: torch.Tensor, fa: torch.Tensor, fb: torch.Tensor) -> torch.Tensor:
+    """The zero crossing a + t (b - a), t = f(a) / (f(a) - f(b)), on edges with ends (..., 3) and
+    SDF values (...): differentiable in the values (and so in what they were computed from)."""
     den = fa - fb
     den = torch.where(den.abs() < 1e-12, torch.full_like(den, 1e-12), den)
-    t = (fa / den).clamp(0.0, 1.0)[:, None]
-    pa, pb = ends[: len(a)], ends[len(a) :]
-    vertices = pa + t * (pb - pa)
-    return Mesh(vertices, torch.from_numpy(faces.astype(np.int64)).to(device))
+    t = (fa / den).clamp(0.0, 1.0)[..., None]
+    return pa + t * (pb - pa)

@@ -49,8 +49,33 @@ def resize_camera(cam: Camera, resolution: int) -> Camera:
 
 
 def face_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
-    v0, v1, v2 = vertices[faces].unbind(1)
+    """Unit normals (..., F, 3) of faces (..., F, 3) into vertices (..., V, 3); 0 for degenerate faces."""
+    idx = faces.flatten(-2)
+    corners = torch.gather(vertices, -2, idx[..., None].expand(*idx.shape, 3)).unflatten(-2, (-1, 3))
+    v0, v1, v2 = corners.unbind(-2)
     return F.normalize(torch.cross(v1 - v0, v2 - v0, dim=-1), dim=-1, eps=1e-12)
+
+
+def clip_matrices(K: torch.Tensor, c2w: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """World-to-clip matrices (..., 4, 4) of cameras K (..., 3, 3), rigid c2w (..., 4, 4): the
+    torch form of `hi3dgen.render.nvdiff.projection` times the inverse view (no host copy)."""
+    from hi3dgen.render.nvdiff import FAR, NEAR
+
+    fx, fy, cx, cy = K[..., 0, 0], K[..., 1, 1], K[..., 0, 2], K[..., 1, 2]
+    proj = torch.zeros(*K.shape[:-2], 4, 4, dtype=K.dtype, device=K.device)
+    proj[..., 0, 0] = 2 * fx / width
+    proj[..., 0, 2] = 1.0 - 2 * cx / width
+    proj[..., 1, 1] = -2 * fy / height
+    proj[..., 1, 2] = 1.0 - 2 * cy / height
+    proj[..., 2, 2] = -(FAR + NEAR) / (FAR - NEAR)
+    proj[..., 2, 3] = -2 * FAR * NEAR / (FAR - NEAR)
+    proj[..., 3, 2] = -1.0
+    rot_t = c2w[..., :3, :3].transpose(-1, -2)
+    w2c = torch.zeros_like(c2w)
+    w2c[..., :3, :3] = rot_t
+    w2c[..., :3, 3] = -(rot_t @ c2w[..., :3, 3:])[..., 0]
+    w2c[..., 3, 3] = 1.0
+    return proj @ w2c
 
 
 def _embree_faces(vertices: np.ndarray, faces: np.ndarray, cameras: list[Camera]) -> np.ndarray:
@@ -69,21 +94,59 @@ def _embree_faces(vertices: np.ndarray, faces: np.ndarray, cameras: list[Camera]
     return np.stack(out)
 
 
-def _nvdiffrast_faces(vertices: torch.Tensor, faces: torch.Tensor, cameras: list[Camera]) -> torch.Tensor:
-    """The same through nvdiffrast's CUDA rasterizer, all views in one call."""
+def _nvdiffrast_faces(vertices: torch.Tensor, faces: torch.Tensor, clip: torch.Tensor, size) -> torch.Tensor:
+    """The same through nvdiffrast's CUDA rasterizer, every sample and view in one call (range
+    mode: each (sample, view) rasterizes its own copy of its sample's faces over vertices in that
+    view's clip space). The ranges are constants of the shapes, built on the host: no sync."""
     from hi3dgen.render.backend import get_backend
-    from hi3dgen.render.nvdiff import projection
 
     raster = get_backend("nvdiffrast")
-    dev = vertices.device
-    w2c = torch.as_tensor(np.stack([np.linalg.inv(c.c2w) for c in cameras]), dtype=torch.float32, device=dev)
-    proj = torch.as_tensor(np.stack([projection(c) for c in cameras]), dtype=torch.float32, device=dev)
-    homogeneous = torch.cat([vertices.detach().float(), torch.ones_like(vertices[:, :1])], dim=1)
-    clip = torch.einsum("vij,vjk,nk->vni", proj, w2c, homogeneous).contiguous()
-    rast, _ = raster.dr.rasterize(
-        raster.ctx, clip, faces.int().contiguous(), resolution=(cameras[0].height, cameras[0].width)
-    )
-    return rast[..., 3].long() - 1
+    b, n = clip.shape[:2]
+    v, f = vertices.shape[1], faces.shape[1]
+    homogeneous = torch.cat([vertices.detach().float(), torch.ones_like(vertices[..., :1])], dim=-1)
+    pos = torch.einsum("bnij,bvj->bnvi", clip.float(), homogeneous).reshape(b * n * v, 4).contiguous()
+    offset = torch.arange(b * n, device=faces.device).view(b, n, 1, 1) * v
+    tri = (faces[:, None] + offset).reshape(b * n * f, 3).int().contiguous()
+    ranges = torch.stack([torch.arange(b * n, dtype=torch.int32) * f, torch.full((b * n,), f, dtype=torch.int32)], 1)
+    rast, _ = raster.dr.rasterize(raster.ctx, pos, tri, resolution=size, ranges=ranges)
+    # triangle ids are global (+1) in range mode: back to the sample's own face index
+    local = rast[..., 3].long() - 1 - torch.arange(b * n, device=faces.device).view(-1, 1, 1) * f
+    return torch.where(rast[..., 3] > 0, local, -torch.ones_like(local)).view(b, n, *size)
+
+
+def render_normal_batch(
+    vertices: torch.Tensor,
+    faces: torch.Tensor,
+    K: torch.Tensor,
+    c2w: torch.Tensor,
+    size: tuple[int, int],
+    backend: str = "auto",
+) -> NormalMaps:
+    """Camera-space normal maps (B, N, H, W, 3) of B meshes, vertices (B, V, 3) and faces (B, F, 3)
+    (degenerate faces draw nothing), each at its N cameras K (B, N, 3, 3), c2w (B, N, 4, 4) of
+    size (H, W); differentiable in `vertices`. nvdiffrast: one rasterization for all; embree: one
+    scene per mesh. Both share the torch normal gathering, so they agree in values and gradients."""
+    backend = resolve_backend(backend, vertices.device)
+    if backend == "nvdiffrast":
+        tri = _nvdiffrast_faces(vertices, faces, clip_matrices(K.float(), c2w.float(), *size), size)
+    else:
+        v_np, f_np = vertices.detach().cpu().double().numpy(), faces.cpu().numpy()
+        k_np, c_np = K.cpu().double().numpy(), c2w.cpu().double().numpy()
+        tri = np.stack(
+            [
+                _embree_faces(v_np[i], f_np[i], [Camera(k, c, size[1], size[0]) for k, c in zip(k_np[i], c_np[i])])
+                for i in range(len(v_np))
+            ]
+        )
+        tri = torch.from_numpy(tri).to(vertices.device).long()
+    b, n = tri.shape[:2]
+    mask = tri >= 0
+    fn = face_normals(vertices, faces)  # (B, F, 3) world
+    idx = tri.clamp(min=0).reshape(b, -1, 1).expand(-1, -1, 3)
+    world = torch.gather(fn, 1, idx).reshape(b, n, -1, 3)
+    rotation = c2w[..., :3, :3].to(vertices.dtype)
+    normal = torch.einsum("bnpj,bnji->bnpi", world, rotation)  # n_cam = R^T n_world
+    return NormalMaps(normal.reshape(*tri.shape, 3) * mask[..., None], mask, backend)
 
 
 def render_normals(vertices: torch.Tensor, faces: torch.Tensor, cameras: list, backend: str = "auto") -> NormalMaps:
@@ -92,25 +155,19 @@ def render_normals(vertices: torch.Tensor, faces: torch.Tensor, cameras: list, b
     cameras = [as_camera(c) for c in cameras]
     if len({(c.height, c.width) for c in cameras}) != 1:
         raise ValueError("render_normals draws all cameras at one resolution; resize them first")
-    backend = resolve_backend(backend, vertices.device)
-    if backend == "nvdiffrast":
-        tri = _nvdiffrast_faces(vertices, faces, cameras)
-    else:
-        tri = torch.from_numpy(_embree_faces(vertices.detach().cpu().double().numpy(), faces.cpu().numpy(), cameras))
-        tri = tri.to(vertices.device).long()
-    rotation = torch.as_tensor(np.stack([c.rotation for c in cameras]), dtype=vertices.dtype, device=vertices.device)
-    fn = face_normals(vertices, faces)
-    in_camera = torch.einsum("fj,vji->vfi", fn, rotation)  # n_cam = R^T n_world
-    mask = tri >= 0
-    idx = tri.clamp(min=0).reshape(len(cameras), -1, 1).expand(-1, -1, 3)
-    normal = torch.gather(in_camera, 1, idx).reshape(*tri.shape, 3) * mask[..., None]
-    return NormalMaps(normal, mask, backend)
+    resolve_backend(backend, vertices.device)
+    K = torch.as_tensor(np.stack([c.K for c in cameras]), device=vertices.device)[None]
+    c2w = torch.as_tensor(np.stack([c.c2w for c in cameras]), device=vertices.device)[None]
+    size = (cameras[0].height, cameras[0].width)
+    maps = render_normal_batch(vertices[None], faces[None], K, c2w, size, backend)
+    return NormalMaps(maps.normal[0], maps.mask[0], maps.backend)
 
 
 def normal_error(pred: NormalMaps, gt_normal: torch.Tensor, gt_mask: torch.Tensor) -> torch.Tensor:
-    """Masked normal error: mean squared difference of the normal vectors over the pixels either
-    map covers (background counts as the zero vector, so a missed or extra pixel costs 1). Only
-    pixels both cover carry gradients: coverage itself is not differentiable here."""
+    """Masked normal error of maps (..., N, H, W), one per leading index (a scalar for (N, H, W)):
+    mean squared difference of the normal vectors over the pixels either map covers (background
+    counts as the zero vector, so a missed or extra pixel costs 1). Only pixels both cover carry
+    gradients: coverage itself is not differentiable here."""
     union = (pred.mask | gt_mask.bool()).float()
     sq = (pred.normal - gt_normal * gt_mask[..., None]).pow(2).sum(-1)
-    return (sq * union).sum() / union.sum().clamp(min=1.0)
+    return (sq * union).sum((-3, -2, -1)) / union.sum((-3, -2, -1)).clamp(min=1.0)

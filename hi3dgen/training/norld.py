@@ -2,11 +2,11 @@
 ground-truth normal map, plus the online normal regularizer (Hi3DGen, Sec. 3.3).
 
 Regularizer: from the predicted velocity, x̂0 = x_t - t v̂; the frozen VAE decodes it, marching
-cubes extracts a mesh whose vertices are differentiable in x̂0 (`hi3dgen.geometry.mesh_extract`),
-its normal maps are rendered at the sample's ground-truth views (`hi3dgen.render.diff_normals`)
-and the masked normal error joins the flow loss with weight λ. Its cost is bounded by running it
-on a share of the steps, on at most `max_samples` samples whose t lies in [t_min, t_max], at a
-coarse grid and render resolution.
+cubes (on the device) extract meshes whose vertices are differentiable in x̂0, their normal maps are rendered
+at the samples' ground-truth views and the masked normal error joins the flow loss with weight λ
+(`hi3dgen.training.regularizer`: batched, on the device, no host sync). Its cost is fixed: every
+step it runs on, `max_samples` rows (those with t in [t_min, t_max] count, the others weigh 0),
+a full grid of `extract.resolution` points per side, `max_faces` triangles per mesh.
 
 The VAE is not part of the trained model: it is moved to the device, frozen, and never enters the
 optimizer, the EMA or the checkpoint (the run config records its path).
@@ -25,7 +25,6 @@ import torch.nn.functional as F
 from torch.profiler import record_function
 
 from hi3dgen.config import build, flag
-from hi3dgen.data.cameras import batch_cameras
 from hi3dgen.data.shapes import ShapeDataConfig, prepare_shape
 from hi3dgen.device import resolve_device
 from hi3dgen.eval.norld import SampleConfig, evaluate_generation, generate_meshes
@@ -35,7 +34,7 @@ from hi3dgen.geometry.mesh_extract import ExtractConfig
 from hi3dgen.inference.checkpoints import load_vae, load_weights
 from hi3dgen.models import shape_vae
 from hi3dgen.models.norld import NoRLD, NoRLDConfig
-from hi3dgen.render.diff_normals import normal_error, render_normals
+from hi3dgen.training import regularizer
 from hi3dgen.training.tracking import TrackingConfig
 from hi3dgen.training.trainer import Trainer, TrainerConfig, init_distributed
 from hi3dgen.training.vae import build_data, train_stream
@@ -47,11 +46,19 @@ class RegularizerConfig:
     share: Annotated[float, flag("--reg-share")] = 1.0  # share of training steps it runs on (evenly spread)
     t_min: Annotated[float, flag("--reg-t-min")] = 0.0  # only samples with t in [t_min, t_max] are regularized
     t_max: Annotated[float, flag("--reg-t-max")] = 1.0  # (x̂0 is meaningless at pure noise)
-    max_samples: Annotated[int, flag("--reg-samples")] = 2  # regularized samples per step
+    max_samples: Annotated[int, flag("--reg-samples")] = (
+        2  # rows regularized per step, together
+    )
     views: Annotated[int, flag("--reg-views")] = 2  # ground-truth views rendered per sample
     render_size: Annotated[int, flag("--render-size")] = 64
+    # the full grid (resolution, bound, chunk: points of every sample per decoder call); no coarse pass
     extract: ExtractConfig = dataclasses.field(default_factory=lambda: ExtractConfig(resolution=32))
+    max_faces: int = 16384  # triangles per mesh (more are dropped and counted: train/reg_overflow)
     backend: str = "auto"  # nvdiffrast on CUDA, embree on CPU
+
+    def __post_init__(self):
+        if self.extract.coarse:
+            raise ValueError("the regularizer evaluates the full grid: reg.extract.coarse must be 0")
 
     def active(self, step: int) -> bool:
         return self.weight > 0 and math.ceil(step * self.share) < math.ceil((step + 1) * self.share)
@@ -109,6 +116,7 @@ class NoRLDTrainer(Trainer):
         self.vae = vae.to(self.device).eval().requires_grad_(False)
         self._val: list[dict] | None = None
         self._last_reg = torch.zeros((), device=self.device)
+        self._reg_stats = {k: torch.zeros((), device=self.device) for k in ("reg_faces", "reg_overflow")}
 
     def encode(self, surface: torch.Tensor) -> torch.Tensor:
         """Normalized clean latents x0 of a batch of surfaces (the posterior mean: deterministic)."""
@@ -129,34 +137,43 @@ class NoRLDTrainer(Trainer):
         metrics = {"flow_loss": flow.detach()}
         loss = flow
         if cfg.reg.active(self.step):
-            keep = (~drop & (t >= cfg.reg.t_min) & (t <= cfg.reg.t_max)).nonzero().flatten()[: cfg.reg.max_samples]
-            if len(keep):
-                x0_hat = xt[keep] - tb[keep] * v[keep]
-                reg = self.normal_regularizer(self.model.denormalize(x0_hat), batch, keep)
-                loss = loss + cfg.reg.weight * reg
-                self._last_reg = reg.detach()
-        if cfg.reg.weight > 0:
-            metrics["normal_reg_loss"] = self._last_reg  # the latest value on steps it does not run
+            # a fixed number of rows, the first eligible ones (no sync): the others weigh 0
+            eligible = ~drop & (t >= cfg.reg.t_min) & (t <= cfg.reg.t_max)
+            order = torch.arange(b, 0, -1, device=self.device)
+            rows = torch.topk(eligible * order, min(cfg.reg.max_samples, b)).indices
+            x0_hat = xt[rows] - tb[rows] * v[rows]
+            reg = self.normal_regularizer(self.model.denormalize(x0_hat), batch, rows, eligible[rows].float())
+            loss = loss + cfg.reg.weight * reg
+            self._last_reg = torch.where(eligible.any(), reg.detach(), self._last_reg)
+        if cfg.reg.weight > 0:  # the latest values on steps it does not run
+            metrics.update(normal_reg_loss=self._last_reg, **self._reg_stats)
         return loss, metrics
 
-    def normal_regularizer(self, z: torch.Tensor, batch: dict, rows: torch.Tensor) -> torch.Tensor:
-        """Mean masked normal error of the meshes of latents z at their rows' ground-truth views.
-        A latent that decodes to no surface costs the maximum error 1 (without a gradient)."""
+    def normal_regularizer(
+        self, z: torch.Tensor, batch: dict, rows: torch.Tensor, weights: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Weighted mean (weights default 1) of the masked normal errors of the meshes of latents z
+        at their rows' ground-truth views. A latent that decodes to no surface costs the maximum
+        error 1 (without a gradient). Face count and budget overflow go to the step's metrics."""
         reg = self.run_cfg.reg
-        with record_function("norld.reg.extract"):
-            meshes = self.vae.extract_meshes(z, reg.extract)
-        errors = []
-        with torch.autocast(self.device.type, enabled=False), record_function("norld.reg.render"):
-            for mesh, i in zip(meshes, rows.tolist()):
-                if mesh is None:
-                    errors.append(z.new_ones(()))
-                    continue
-                maps = render_normals(
-                    mesh.vertices.float(), mesh.faces, batch_cameras(batch, i)[: reg.views], reg.backend
-                )
-                gt = batch["normals"][i, : reg.views].permute(0, 2, 3, 1)
-                errors.append(normal_error(maps, gt, batch["masks"][i, : reg.views]))
-        return torch.stack(errors).mean()
+        n = reg.views
+        with record_function("norld.reg"):
+            out = regularizer.normal_regularizer(
+                self.vae,
+                z,
+                batch["normals"][rows, :n],
+                batch["masks"][rows, :n],
+                batch["K"][rows, :n],
+                batch["c2w"][rows, :n],
+                reg.extract.resolution,
+                reg.extract.bound,
+                reg.max_faces,
+                reg.extract.chunk,
+                reg.backend,
+            )
+        self._reg_stats = {"reg_faces": out.faces.float().mean(), "reg_overflow": out.overflow.float().mean()}
+        w = torch.ones_like(out.errors) if weights is None else weights
+        return (w * out.errors).sum() / w.sum().clamp(min=1.0)
 
     # ---- validation ---------------------------------------------------------------------------
     def _val_samples(self) -> list[dict]:
