@@ -46,9 +46,7 @@ class RegularizerConfig:
     share: Annotated[float, flag("--reg-share")] = 1.0  # share of training steps it runs on (evenly spread)
     t_min: Annotated[float, flag("--reg-t-min")] = 0.0  # only samples with t in [t_min, t_max] are regularized
     t_max: Annotated[float, flag("--reg-t-max")] = 1.0  # (x̂0 is meaningless at pure noise)
-    max_samples: Annotated[int, flag("--reg-samples")] = (
-        2  # rows regularized per step, together
-    )
+    max_samples: Annotated[int, flag("--reg-samples")] = 2  # rows regularized per step, together
     views: Annotated[int, flag("--reg-views")] = 2  # ground-truth views rendered per sample
     render_size: Annotated[int, flag("--render-size")] = 64
     # the full grid (resolution, bound, chunk: points of every sample per decoder call); no coarse pass
