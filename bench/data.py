@@ -21,12 +21,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.rebuild import pick_backend, shard_digest
+from bench.rebuild import add_build_args, build_configs, shard_digest
 from hi3dgen.assets import mesh as am
 from hi3dgen.data import manifest as mf
 from hi3dgen.data.shards import ShardConfig, write_shards
 from hi3dgen.filtering.filter import FilterConfig, filter_assets
-from hi3dgen.parallel import KINDS, ExecutorConfig, fan_out
+from hi3dgen.parallel import fan_out
 from hi3dgen.render.stage import RenderConfig, render_assets
 from hi3dgen.synthesis import synthesize
 
@@ -47,15 +47,10 @@ def timed(fn):
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--assets", type=int, default=32, help="DetailVerse assets, all families in round robin")
-    p.add_argument("--backend", default="embree", help="embree | blender | nvdiffrast (embree without CUDA)")
-    p.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
-    p.add_argument("--executor", choices=KINDS, default="process")
-    p.add_argument("--views", type=int, default=12)
-    p.add_argument("--resolution", type=int, default=512)
+    add_build_args(p, backend="embree")
     p.add_argument("--out", default=None, help="work folder (default: a temporary one)")
     args = p.parse_args(argv)
-    executor = ExecutorConfig(kind=args.executor, workers=args.workers)
-    cfg = RenderConfig(backend=pick_backend(args.backend), views=args.views, resolution=args.resolution)
+    executor, cfg = build_configs(args)
     with tempfile.TemporaryDirectory(prefix="hi3dgen-data-") as tmp:
         out = Path(args.out or tmp)
         synthesize(args.assets, 0, out / "synthesize", executor)

@@ -35,6 +35,20 @@ from hi3dgen.synthesis import synthesize
 STAGES = ("synthesize", "filter", "render", "shard")
 
 
+def add_build_args(p: argparse.ArgumentParser, backend: str) -> None:
+    """The executor and render flags the data benches share (`build_configs` reads them)."""
+    p.add_argument("--executor", choices=KINDS, default="process")
+    p.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    p.add_argument("--backend", default=backend, help="embree | blender | nvdiffrast (embree without CUDA)")
+    p.add_argument("--views", type=int, default=12)
+    p.add_argument("--resolution", type=int, default=512)
+
+
+def build_configs(args) -> tuple[ExecutorConfig, RenderConfig]:
+    executor = ExecutorConfig(kind=args.executor, workers=args.workers)
+    return executor, RenderConfig(backend=pick_backend(args.backend), views=args.views, resolution=args.resolution)
+
+
 def pick_backend(name: str) -> str:
     """`name`, or embree where nvdiffrast cannot run (no torch, or no CUDA device)."""
     if name != "nvdiffrast":
@@ -113,15 +127,10 @@ def main(argv=None) -> int:
     p.add_argument("--count", type=int, default=2000, help="DetailVerse assets, all families in round robin")
     p.add_argument("--out", required=True, help="a new or earlier rebuild's folder (a rerun resumes)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--executor", choices=KINDS, default="process")
-    p.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
-    p.add_argument("--backend", default="nvdiffrast", help="embree | blender | nvdiffrast (embree without CUDA)")
-    p.add_argument("--views", type=int, default=12)
-    p.add_argument("--resolution", type=int, default=512)
+    add_build_args(p, backend="nvdiffrast")
     p.add_argument("--json", default=None, help="write the report here as JSON too")
     args = p.parse_args(argv)
-    executor = ExecutorConfig(kind=args.executor, workers=args.workers)
-    render = RenderConfig(backend=pick_backend(args.backend), views=args.views, resolution=args.resolution)
+    executor, render = build_configs(args)
     report = rebuild(Path(args.out), args.count, executor, render, ShardConfig(), args.seed)
     print_table(report)
     if args.json:
