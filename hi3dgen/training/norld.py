@@ -6,7 +6,8 @@ cubes (on the device) extract meshes whose vertices are differentiable in x̂0, 
 at the samples' ground-truth views and the masked normal error joins the flow loss with weight λ
 (`hi3dgen.training.regularizer`: batched, on the device, no host sync). Its cost is fixed: every
 step it runs on, `max_samples` rows (those with t in [t_min, t_max] count, the others weigh 0),
-a full grid of `extract.resolution` points per side, `max_faces` triangles per mesh.
+a grid of `extract.resolution` points per side (refined from a coarse one in a band of
+`band_points` points), `max_faces` triangles per mesh.
 
 The VAE is not part of the trained model: it is moved to the device, frozen, and never enters the
 optimizer, the EMA or the checkpoint (the run config records its path).
@@ -15,8 +16,7 @@ optimizer, the EMA or the checkpoint (the run config records its path).
 from __future__ import annotations
 
 import dataclasses
-import math
-from typing import Annotated, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -24,7 +24,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.profiler import record_function
 
-from hi3dgen.config import build, flag
+from hi3dgen.config import build
 from hi3dgen.data.shapes import ShapeDataConfig, prepare_shape
 from hi3dgen.device import resolve_device
 from hi3dgen.eval.norld import SampleConfig, evaluate_generation, generate_meshes
@@ -35,31 +35,10 @@ from hi3dgen.inference.checkpoints import load_vae, load_weights
 from hi3dgen.models import shape_vae
 from hi3dgen.models.norld import NoRLD, NoRLDConfig
 from hi3dgen.training import regularizer
+from hi3dgen.training.regularizer import RegularizerConfig
 from hi3dgen.training.tracking import TrackingConfig
 from hi3dgen.training.trainer import Trainer, TrainerConfig, init_distributed
 from hi3dgen.training.vae import build_data, train_stream
-
-
-@dataclasses.dataclass(frozen=True)
-class RegularizerConfig:
-    weight: Annotated[float, flag("--reg-weight")] = 1.0  # λ; 0 turns the regularizer off
-    share: Annotated[float, flag("--reg-share")] = 1.0  # share of training steps it runs on (evenly spread)
-    t_min: Annotated[float, flag("--reg-t-min")] = 0.0  # only samples with t in [t_min, t_max] are regularized
-    t_max: Annotated[float, flag("--reg-t-max")] = 1.0  # (x̂0 is meaningless at pure noise)
-    max_samples: Annotated[int, flag("--reg-samples")] = 2  # rows regularized per step, together
-    views: Annotated[int, flag("--reg-views")] = 2  # ground-truth views rendered per sample
-    render_size: Annotated[int, flag("--render-size")] = 64
-    # the full grid (resolution, bound, chunk: points of every sample per decoder call); no coarse pass
-    extract: ExtractConfig = dataclasses.field(default_factory=lambda: ExtractConfig(resolution=32))
-    max_faces: int = 16384  # triangles per mesh (more are dropped and counted: train/reg_overflow)
-    backend: str = "auto"  # nvdiffrast on CUDA, embree on CPU
-
-    def __post_init__(self):
-        if self.extract.coarse:
-            raise ValueError("the regularizer evaluates the full grid: reg.extract.coarse must be 0")
-
-    def active(self, step: int) -> bool:
-        return self.weight > 0 and math.ceil(step * self.share) < math.ceil((step + 1) * self.share)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,17 +136,7 @@ class NoRLDTrainer(Trainer):
         n = reg.views
         with record_function("norld.reg"):
             out = regularizer.normal_regularizer(
-                self.vae,
-                z,
-                batch["normals"][rows, :n],
-                batch["masks"][rows, :n],
-                batch["K"][rows, :n],
-                batch["c2w"][rows, :n],
-                reg.extract.resolution,
-                reg.extract.bound,
-                reg.max_faces,
-                reg.extract.chunk,
-                reg.backend,
+                self.vae, z, *(batch[k][rows, :n] for k in ("normals", "masks", "K", "c2w")), reg
             )
         self._reg_stats = {"reg_faces": out.faces.float().mean(), "reg_overflow": out.overflow.float().mean()}
         w = torch.ones_like(out.errors) if weights is None else weights

@@ -1,8 +1,8 @@
 """NoRLD's normal regularizer for a batch of latents, all on the device without a host sync:
 one decoder pass for the B latents, one batched SDF query of every sample's full grid (no
-gradients), marching cubes into fixed face/vertex budgets (`hi3dgen.geometry.marching_cubes`),
-one batched SDF query with gradients at the kept vertices' edge ends (each vertex placed at the
-zero crossing of its edge, so it is differentiable in z), then one rasterization of all
+gradients), marching cubes into fixed face/vertex budgets (`hi3dgen.geometry.marching_cubes`), one batched SDF query
+with gradients at the kept vertices (each placed at the zero crossing of its grid edge, then moved
+to first order with the SDF there: differentiable in z), then one rasterization of all
 samples x views and the masked normal error per sample.
 
 (`hi3dgen.geometry.mesh_extract.extract`, scikit-image marching cubes on the host, stays for the
@@ -12,14 +12,40 @@ final meshes of evaluation and generation.)
 from __future__ import annotations
 
 import dataclasses
+import math
+from typing import Annotated
 
 import torch
 from torch.profiler import record_function
 
-from hi3dgen.geometry.marching_cubes import edge_ends, topology
-from hi3dgen.geometry.mesh_extract import edge_vertices, grid_points
+from hi3dgen.config import flag
+from hi3dgen.geometry.marching_cubes import edge_ends, edge_values, topology
+from hi3dgen.geometry.mesh_extract import ExtractConfig, edge_vertices, grid_points
 from hi3dgen.models.shape_vae import ShapeVAE
 from hi3dgen.render.diff_normals import normal_error, render_normal_batch
+
+
+@dataclasses.dataclass(frozen=True)
+class RegularizerConfig:
+    weight: Annotated[float, flag("--reg-weight")] = 1.0  # λ; 0 turns the regularizer off
+    share: Annotated[float, flag("--reg-share")] = 1.0  # share of training steps it runs on (evenly spread)
+    t_min: Annotated[float, flag("--reg-t-min")] = 0.0  # only samples with t in [t_min, t_max] are regularized
+    t_max: Annotated[float, flag("--reg-t-max")] = 1.0  # (x̂0 is meaningless at pure noise)
+    max_samples: Annotated[int, flag("--reg-samples")] = 2  # rows regularized per step, together
+    views: Annotated[int, flag("--reg-views")] = 2  # ground-truth views rendered per sample
+    render_size: Annotated[int, flag("--render-size")] = 64
+    # the full grid (resolution, bound, chunk: points of every sample per decoder call); no coarse
+    # pass (a coarse grid's band is most of the grid for an SDF trained clamped to +-0.1)
+    extract: ExtractConfig = dataclasses.field(default_factory=lambda: ExtractConfig(resolution=32))
+    max_faces: int = 16384  # triangles per mesh (more are dropped and counted: train/reg_overflow)
+    backend: str = "auto"  # nvdiffrast on CUDA, embree on CPU
+
+    def __post_init__(self):
+        if self.extract.coarse:
+            raise ValueError("the regularizer evaluates the full grid: reg.extract.coarse must be 0")
+
+    def active(self, step: int) -> bool:
+        return self.weight > 0 and math.ceil(step * self.share) < math.ceil((step + 1) * self.share)
 
 
 @dataclasses.dataclass
@@ -35,13 +61,27 @@ def vertex_budget(max_faces: int) -> int:
     return max_faces // 2 + max_faces // 16 + 8
 
 
-def sdf_grids(vae: ShapeVAE, tokens: torch.Tensor, resolution: int, bound: float, chunk: int) -> torch.Tensor:
+def sdf_grids(vae: ShapeVAE, tokens: torch.Tensor, extract: ExtractConfig) -> torch.Tensor:
     """SDF values (B, R, R, R) of decoder tokens (B, L, width) on the full grid, `chunk` points of
     every sample per decoder call, without gradients."""
-    pts = grid_points(resolution, bound, tokens.device).reshape(1, -1, 3).expand(len(tokens), -1, -1)
+    r = extract.resolution
+    pts = grid_points(r, extract.bound, tokens.device).reshape(1, -1, 3).expand(len(tokens), -1, -1)
     with torch.no_grad():
-        values = vae.query_chunked(tokens.detach(), pts.to(tokens.dtype), chunk)
-    return values.float().reshape(len(tokens), resolution, resolution, resolution)
+        values = vae.query_chunked(tokens.detach(), pts.to(tokens.dtype), extract.chunk)
+    return values.float().reshape(len(tokens), r, r, r)
+
+
+def crossing_moved(
+    vertices: torch.Tensor, pa: torch.Tensor, pb: torch.Tensor, fa: torch.Tensor, fb: torch.Tensor, f: torch.Tensor
+) -> torch.Tensor:
+    """The zero crossings `vertices` of edges (pa, pb) with grid values (fa, fb), made
+    differentiable through the SDF `f` queried (with gradients) at them: with the SDF linear along
+    the edge, a change d of it there moves the crossing by d / (fa - fb) of the edge. The values are
+    the vertices' own; the gradient is that of the crossing of re-queried edge ends, from one query
+    per vertex instead of two."""
+    den = fa - fb
+    den = torch.where(den.abs() < 1e-12, torch.full_like(den, 1e-12), den)
+    return vertices + (pb - pa) * ((f - f.detach()) / den)[..., None]
 
 
 def normal_regularizer(
@@ -51,27 +91,26 @@ def normal_regularizer(
     masks: torch.Tensor,
     K: torch.Tensor,
     c2w: torch.Tensor,
-    resolution: int,
-    bound: float,
-    max_faces: int,
-    chunk: int = 65536,
-    backend: str = "auto",
+    cfg: RegularizerConfig,
 ) -> RegularizerResult:
     """Normal errors of the meshes of latents z (B, L, C) against their ground-truth views:
     normals (B, N, 3, H, W), masks (B, N, H, W), cameras K (B, N, 3, 3), c2w (B, N, 4, 4)."""
+    resolution, bound = cfg.extract.resolution, cfg.extract.bound
     with record_function("reg.decode"):
         tokens = vae.decode(z)
     with record_function("reg.sdf_grid"):
-        grids = sdf_grids(vae, tokens, resolution, bound, chunk)
+        grids = sdf_grids(vae, tokens, cfg.extract)
     with record_function("reg.marching_cubes"):
-        top = topology(grids, max_faces, vertex_budget(max_faces))
+        top = topology(grids, cfg.max_faces, vertex_budget(cfg.max_faces))
         if grids.device.type == "cpu":  # fixed sizes keep a GPU free of syncs; on the CPU they only cost
             top = top.trimmed()
     with record_function("reg.vertices"):
         pa, pb = edge_ends(top.edges, resolution, bound)
-        f = vae.query(tokens, torch.cat([pa, pb], dim=1).to(tokens.dtype)).float()
-        vertices = edge_vertices(pa, pb, *f.chunk(2, dim=1))
+        fa, fb = edge_values(grids, top.edges)
+        vertices = edge_vertices(pa, pb, fa, fb)
+        f = vae.query(tokens, vertices.to(tokens.dtype)).float()
+        vertices = crossing_moved(vertices, pa, pb, fa, fb, f)
     with torch.autocast(z.device.type, enabled=False), record_function("reg.render"):
-        maps = render_normal_batch(vertices, top.faces, K, c2w, tuple(masks.shape[-2:]), backend)
+        maps = render_normal_batch(vertices, top.faces, K, c2w, tuple(masks.shape[-2:]), cfg.backend)
         errors = normal_error(maps, normals.permute(0, 1, 3, 4, 2).float(), masks)
     return RegularizerResult(errors, top.face_count, top.overflow)
