@@ -27,8 +27,9 @@ def nirne_from_state(state: dict, source: str, use_ema: bool = True) -> NiRNEBas
     """The NiRNE a checkpoint dict holds; `source` names it in errors."""
     if state.get("kind") != "nirne":
         raise ValueError(f"{source} is not a NiRNE checkpoint (kind {state.get('kind')!r})")
-    model = build_nirne(from_dict(NiRNEConfig, state["config"]["model"]).architecture())
-    model.load_state_dict(checkpoint.usable_weights(state, use_ema))
+    with torch.device("meta"):  # no random init to overwrite (it takes seconds per 100M parameters)
+        model = build_nirne(from_dict(NiRNEConfig, state["config"]["model"]).architecture())
+    model.load_state_dict(checkpoint.usable_weights(state, use_ema), assign=True)
     return model
 
 

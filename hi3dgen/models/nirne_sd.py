@@ -47,9 +47,9 @@ LAYOUT = (
 )
 
 
-def sd_alpha_bar(steps: int = 1000, beta_start: float = 0.00085, beta_end: float = 0.012) -> torch.Tensor:
+def sd_alpha_bar(device=None, steps: int = 1000, beta_start: float = 0.00085, beta_end: float = 0.012) -> torch.Tensor:
     """The cumulative signal level of SD 2.x's (and StableNormal's) `scaled_linear` training schedule."""
-    betas = torch.linspace(beta_start**0.5, beta_end**0.5, steps, dtype=torch.float64) ** 2
+    betas = torch.linspace(beta_start**0.5, beta_end**0.5, steps, dtype=torch.float64, device=device) ** 2
     return torch.cumprod(1 - betas, 0).float()
 
 
@@ -153,7 +153,6 @@ class NiRNESD(NiRNEBase):
             for m in (unet, controlnet, vae):
                 if m is not None:
                     m.enable_gradient_checkpointing()
-        self.register_buffer("alpha_bar", sd_alpha_bar(), persistent=False)
         configs = {"unet": plain_config(unet.config), "vae": plain_config(vae.config)}
         configs["controlnet"] = plain_config(controlnet.config) if controlnet is not None else None
         self.cfg = dataclasses.replace(cfg, sd=dataclasses.replace(sd, **configs))
@@ -169,9 +168,11 @@ class NiRNESD(NiRNEBase):
         return (b, self.vae.config.latent_channels, h // self.vae_factor, w // self.vae_factor)
 
     def diffusion_step(self, t: torch.Tensor) -> torch.Tensor:
-        """The SD timestep whose noise level is the injected one (0 for no noise)."""
+        """The SD timestep whose noise level is the injected one (0 for no noise). The schedule is
+        computed where `t` is (1000 values; no host copy, so CUDA graphs capture it)."""
+        sd = sd_alpha_bar(t.device)
         a = self.cfg.noise.alpha_bar(t.float())
-        return (self.alpha_bar[None] > a[:, None]).sum(1).clamp(max=self.alpha_bar.numel() - 1)
+        return (sd[None] > a[:, None]).sum(1).clamp(max=sd.numel() - 1)
 
     def unet_input(self, image_latent: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
         """A 2x-latent U-Net (StableNormal's, Marigold's) takes the image latent beside its own."""
