@@ -51,8 +51,6 @@ class NiRNERunConfig:
             raise ValueError(f"this run has no stage {self.stage} (its stages: {self.stages})")
         if self.stage == 2 and not self.init:
             raise ValueError("stage 2 starts from stage 1: give --init RUN1/checkpoints/last.pt")
-        if self.stage == 2 and self.model.sd.backbone_from:
-            raise ValueError("stage 2 starts from its --init checkpoint: --backbone-from is for stage 1")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, not {self.loss!r}")
         for d in (self.data.domain, self.data.val_domain):
