@@ -10,7 +10,7 @@ import torch
 
 from hi3dgen import checkpoint
 from hi3dgen.config import from_dict
-from hi3dgen.models.nirne import NiRNE, NiRNEConfig
+from hi3dgen.models.nirne import NiRNEBase, NiRNEConfig, build_nirne
 from hi3dgen.models.norld import NoRLD, NoRLDConfig
 from hi3dgen.models.shape_vae import ShapeVAE, ShapeVAEConfig
 
@@ -23,16 +23,17 @@ def load_weights(path: str | os.PathLike, kind: str, use_ema: bool = True) -> tu
     return state["config"], checkpoint.usable_weights(state, use_ema)
 
 
-def nirne_from_state(state: dict, source: str, use_ema: bool = True) -> NiRNE:
+def nirne_from_state(state: dict, source: str, use_ema: bool = True) -> NiRNEBase:
     """The NiRNE a checkpoint dict holds; `source` names it in errors."""
     if state.get("kind") != "nirne":
         raise ValueError(f"{source} is not a NiRNE checkpoint (kind {state.get('kind')!r})")
-    model = NiRNE(from_dict(NiRNEConfig, {**state["config"]["model"], "clean_init": None, "noisy_init": None}))
-    model.load_state_dict(checkpoint.usable_weights(state, use_ema))
+    with torch.device("meta"):  # no random init to overwrite (it takes seconds per 100M parameters)
+        model = build_nirne(from_dict(NiRNEConfig, state["config"]["model"]).architecture())
+    model.load_state_dict(checkpoint.usable_weights(state, use_ema), assign=True)
     return model
 
 
-def load_nirne(path: str | os.PathLike, device: str | torch.device = "cpu", use_ema: bool = True) -> NiRNE:
+def load_nirne(path: str | os.PathLike, device: str | torch.device = "cpu", use_ema: bool = True) -> NiRNEBase:
     return nirne_from_state(checkpoint.load(path), str(path), use_ema).to(device).eval()
 
 

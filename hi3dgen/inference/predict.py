@@ -17,17 +17,17 @@ from hi3dgen import io
 from hi3dgen import tracking as project_tracking
 from hi3dgen.data import codec
 from hi3dgen.images import MAX_PIXELS, read_image
-from hi3dgen.models.nirne import NiRNE
+from hi3dgen.models.nirne import NiRNEBase
 
 
 class Predictor:
-    """NiRNE's normals of (1, 3, H, W) images in [0, 1]: eager on the CPU; on CUDA (bf16) replayed
+    """NiRNE's normals (either backbone) of (1, 3, H, W) images in [0, 1]: eager on the CPU; on CUDA (bf16) replayed
     from a CUDA graph captured once per image size, which takes a third of the eager time at 512²
     (BENCHMARKS.md, NiRNE). The last `MAX_GRAPHS` sizes keep their graph (each holds its buffers)."""
 
     MAX_GRAPHS = 8
 
-    def __init__(self, model: NiRNE, graphs: bool = True):
+    def __init__(self, model: NiRNEBase, graphs: bool = True):
         self.model = model
         self.device = next(model.parameters()).device
         self.graphs = graphs and self.device.type == "cuda"
@@ -112,7 +112,7 @@ def claim_outputs(targets: list[list[Path]], overwrite: bool = False) -> list[st
 
 
 def predict_files(
-    model: NiRNE,
+    model: NiRNEBase,
     paths: list[str],
     out_dir: str | os.PathLike,
     max_side: int | None = 1024,

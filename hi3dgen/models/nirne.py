@@ -6,6 +6,11 @@ detail (sharp edges), the clean stream keeps the low-frequency layout. As in the
 ControlNet layout, the clean features join the noisy stream through zero-initialized 1x1
 projections at every resolution, and one decoder regresses unit normals in a single pass.
 At inference no noise is injected unless asked for.
+
+Two backbones (`backbone`): `unet`, the small convolutional U-Net here, trained from scratch; `sd`, a
+pretrained Stable Diffusion 2.x / StableNormal U-Net in the latent space of its VAE
+(`hi3dgen.models.nirne_sd`, imported only when asked for: it needs diffusers). Both keep the
+`clean_stream.*` / `noisy_stream.*` / `fusion.*` state-dict layout and the two-stage training.
 """
 
 from __future__ import annotations
@@ -17,12 +22,14 @@ from typing import Annotated
 
 import torch
 import torch.nn.functional as F
+import tyro
 from torch import nn
 
 from hi3dgen.config import flag
 from hi3dgen.models.blocks import LevelEmbedding, UNetDecoder, UNetEncoder, level_channels, zero_conv
 
 SCHEDULES = ("cosine", "linear")
+BACKBONES = ("unet", "sd")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,9 +59,26 @@ class NoiseConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class SDBackboneConfig:
+    """The `sd` backbone: the diffusers models' own configs (config.json of unet/, vae/ and the
+    clean stream's ControlNet), filled from `--backbone-from DIR` at stage 1 and kept in every
+    checkpoint, which thereby rebuilds without DIR."""
+
+    backbone_from: Annotated[str | None, flag("--backbone-from")] = None  # a local diffusers SD 2.x / StableNormal dir
+    hint_channels: tuple[int, ...] = (16, 32, 96, 256)  # the ControlNet's pixel-hint encoder (one level per VAE 2x)
+    gradient_checkpointing: bool = False  # recompute the U-Nets' and the VAE decoder's activations in backward
+    unet: Annotated[dict | None, tyro.conf.Suppress] = None
+    vae: Annotated[dict | None, tyro.conf.Suppress] = None
+    controlnet: Annotated[dict | None, tyro.conf.Suppress] = None
+
+
+@dataclasses.dataclass(frozen=True)
 class NiRNEConfig:
     """Width and depth of both streams and the decoder. `patch` is the stem's stride: features run at
-    1/patch of the image, and the decoder head returns to full resolution."""
+    1/patch of the image, and the decoder head returns to full resolution. Under `backbone: sd` the
+    architecture is the diffusers models' (`sd`) and the width fields do not apply."""
+
+    backbone: Annotated[str, flag("--backbone")] = "unet"  # unet (from scratch) | sd (pretrained, `sd`)
 
     width: int = 128
     mults: tuple[int, ...] = (1, 2, 4, 4)
@@ -66,6 +90,19 @@ class NiRNEConfig:
     noise: NoiseConfig = dataclasses.field(default_factory=NoiseConfig)
     clean_init: str | None = None  # a local state dict to start the clean stream from
     noisy_init: str | None = None  # likewise for the noisy stream
+    sd: SDBackboneConfig = dataclasses.field(default_factory=SDBackboneConfig)
+
+    def __post_init__(self):
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"model backbone must be one of {BACKBONES}, not {self.backbone!r}")
+        if self.sd.backbone_from and self.backbone != "sd":
+            raise ValueError("--backbone-from needs the sd backbone (--backbone sd, or --preset sd)")
+
+    def architecture(self) -> "NiRNEConfig":
+        """This config without its pointers to pretrained weights: what rebuilds a model whose
+        weights come from a checkpoint."""
+        sd = dataclasses.replace(self.sd, backbone_from=None)
+        return dataclasses.replace(self, clean_init=None, noisy_init=None, sd=sd)
 
     @property
     def stride(self) -> int:
@@ -86,23 +123,28 @@ class NoisyStream(nn.Module):
         return self.encoder(x, emb), emb
 
 
-class NiRNE(nn.Module):
+class NiRNEBase(nn.Module):
+    """What both backbones share: the streams' pretrained starts, stage 2's frozen clean stream,
+    noise sampling and padded prediction. A subclass builds `noisy_stream` (and `clean_stream` when
+    `cfg.dual_stream`), defines `forward(image, t, eps)`, the `stride` inputs are padded to and the
+    shape of the noise it injects (`noise_shape`)."""
+
+    cfg: NiRNEConfig
+    stride: int
+
     def __init__(self, cfg: NiRNEConfig):
         super().__init__()
         self.cfg = cfg
-        self.noisy_stream = NoisyStream(cfg)
-        if cfg.dual_stream:
-            self.clean_stream = UNetEncoder(3, cfg.width, cfg.mults, cfg.blocks, cfg.patch)
-            chans = level_channels(cfg.width, cfg.mults)
-            self.fusion = nn.ModuleList(zero_conv(c, c) for c in [*chans, chans[-1]])
-        self.decoder = UNetDecoder(3, cfg.width, cfg.mults, cfg.blocks, cfg.patch, cfg.emb_dim, head_ch=cfg.head_ch)
         self.clean_frozen = False
-        if cfg.clean_init:
-            if not cfg.dual_stream:
+
+    def load_stream_inits(self) -> None:
+        """`clean_init` / `noisy_init`: the streams' weights from local state dicts."""
+        if self.cfg.clean_init:
+            if not self.cfg.dual_stream:
                 raise ValueError("clean_init needs the dual stream (dual_stream=True)")
-            load_stream_weights(self.clean_stream, cfg.clean_init, "clean_stream.")
-        if cfg.noisy_init:
-            load_stream_weights(self.noisy_stream, cfg.noisy_init, "noisy_stream.")
+            load_stream_weights(self.clean_stream, self.cfg.clean_init, "clean_stream.")
+        if self.cfg.noisy_init:
+            load_stream_weights(self.noisy_stream, self.cfg.noisy_init, "noisy_stream.")
 
     def freeze_clean_stream(self) -> None:
         """Stage 2: the clean stream keeps what stage 1 learned; it stays in eval mode and gets no grads."""
@@ -112,11 +154,14 @@ class NiRNE(nn.Module):
         self.clean_stream.requires_grad_(False)
         self.clean_stream.eval()
 
-    def train(self, mode: bool = True) -> "NiRNE":
+    def train(self, mode: bool = True) -> "NiRNEBase":
         super().train(mode)
         if self.clean_frozen:
             self.clean_stream.eval()
         return self
+
+    def noise_shape(self, image: torch.Tensor) -> tuple[int, ...]:
+        return tuple(image.shape)
 
     def sample_noise(self, image: torch.Tensor, generator: torch.Generator | None = None):
         """Per-sample noise levels and noise for a training batch (zeros when injection is off)."""
@@ -126,8 +171,43 @@ class NiRNE(nn.Module):
             return torch.zeros(b, device=image.device), None
         u = torch.rand(b, device=image.device, generator=generator)
         t = noise.t_min + (noise.t_max - noise.t_min) * u
-        eps = torch.randn(image.shape, device=image.device, dtype=image.dtype, generator=generator)
+        eps = torch.randn(self.noise_shape(image), device=image.device, dtype=image.dtype, generator=generator)
         return t, eps
+
+    @torch.no_grad()
+    def predict(
+        self, image: torch.Tensor, noise_level: float = 0.0, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Normals for images of any size: pad to a multiple of the stride (at least two strides, so
+        the bottleneck's norms see more than one value), run, crop back. `noise_level` > 0 injects
+        noise at that level (off by default, so outputs are deterministic)."""
+        h, w = image.shape[-2:]
+        s = self.stride
+        ph, pw = max(h + (-h) % s, 2 * s) - h, max(w + (-w) % s, 2 * s) - w
+        x = F.pad(image, (0, pw, 0, ph), mode="replicate") if ph or pw else image
+        t = torch.full((x.shape[0],), float(noise_level), device=x.device)
+        eps = None
+        if noise_level > 0:
+            eps = torch.randn(self.noise_shape(x), device=x.device, dtype=x.dtype, generator=generator)
+        return self(x, t, eps)[..., :h, :w]
+
+
+class NiRNE(NiRNEBase):
+    """The `unet` backbone: both streams and the decoder trained from scratch (or from `*_init`)."""
+
+    def __init__(self, cfg: NiRNEConfig):
+        super().__init__(cfg)
+        self.noisy_stream = NoisyStream(cfg)
+        if cfg.dual_stream:
+            self.clean_stream = UNetEncoder(3, cfg.width, cfg.mults, cfg.blocks, cfg.patch)
+            chans = level_channels(cfg.width, cfg.mults)
+            self.fusion = nn.ModuleList(zero_conv(c, c) for c in [*chans, chans[-1]])
+        self.decoder = UNetDecoder(3, cfg.width, cfg.mults, cfg.blocks, cfg.patch, cfg.emb_dim, head_ch=cfg.head_ch)
+        self.load_stream_inits()
+
+    @property
+    def stride(self) -> int:
+        return self.cfg.stride
 
     def forward(
         self, image: torch.Tensor, t: torch.Tensor | None = None, eps: torch.Tensor | None = None
@@ -144,22 +224,14 @@ class NiRNE(nn.Module):
         out = self.decoder(feats, x, emb)
         return F.normalize(out.float(), dim=1, eps=1e-6)
 
-    @torch.no_grad()
-    def predict(
-        self, image: torch.Tensor, noise_level: float = 0.0, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
-        """Normals for images of any size: pad to a multiple of the stride (at least two strides, so
-        the bottleneck's norms see more than one value), run, crop back. `noise_level` > 0 injects
-        noise at that level (off by default, so outputs are deterministic)."""
-        h, w = image.shape[-2:]
-        s = self.cfg.stride
-        ph, pw = max(h + (-h) % s, 2 * s) - h, max(w + (-w) % s, 2 * s) - w
-        x = F.pad(image, (0, pw, 0, ph), mode="replicate") if ph or pw else image
-        t = torch.full((x.shape[0],), float(noise_level), device=x.device)
-        eps = None
-        if noise_level > 0:
-            eps = torch.randn(x.shape, device=x.device, dtype=x.dtype, generator=generator)
-        return self(x, t, eps)[..., :h, :w]
+
+def build_nirne(cfg: NiRNEConfig) -> NiRNEBase:
+    """The model `cfg.backbone` names (the sd one imports diffusers, so only when asked for)."""
+    if cfg.backbone == "sd":
+        from hi3dgen.models.nirne_sd import NiRNESD
+
+        return NiRNESD(cfg)
+    return NiRNE(cfg)
 
 
 def load_stream_weights(stream: nn.Module, path: str | Path, prefix: str) -> None:

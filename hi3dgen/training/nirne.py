@@ -23,7 +23,7 @@ from hi3dgen.data.batches import collate
 from hi3dgen.data.views import ViewBatches, ViewDataConfig, eval_views, prepare_view, train_stream
 from hi3dgen.eval.normals import NormalMetrics, NormalMetricsConfig, angular_error_deg
 from hi3dgen.inference.checkpoints import nirne_from_state
-from hi3dgen.models.nirne import NiRNE, NiRNEConfig
+from hi3dgen.models.nirne import NiRNEBase, NiRNEConfig, build_nirne
 from hi3dgen.training.tracking import TrackingConfig
 from hi3dgen.training.trainer import Trainer, TrainerConfig, init_distributed
 
@@ -122,7 +122,8 @@ class NiRNETrainer(Trainer):
     def run_name(self) -> str:
         return f"nirne_stage{self.run_cfg.stage}"
 
-    def __init__(self, cfg: NiRNERunConfig, model: NiRNE, data: ViewBatches, out_dir):
+    def __init__(self, cfg: NiRNERunConfig, model: NiRNEBase, data: ViewBatches, out_dir):
+        cfg = dataclasses.replace(cfg, model=model.cfg)  # the model's: stage 2's from --init, the sd configs
         self.run_cfg = cfg
         super().__init__(cfg.trainer, model, data, out_dir, run_config=dataclasses.asdict(cfg), tracking=cfg.tracking)
         self._val: list[dict] | None = None
@@ -166,12 +167,12 @@ class NiRNETrainer(Trainer):
         return {"val_grid": grid}
 
 
-def build_model(cfg: NiRNERunConfig) -> NiRNE:
-    """Stage 1: a fresh model. Stage 2: the stage-1 model (its EMA weights) with the clean stream
-    frozen; the architecture comes from the stage-1 checkpoint (`model.cfg`, which the run config
-    takes over)."""
+def build_model(cfg: NiRNERunConfig) -> NiRNEBase:
+    """Stage 1: a fresh model (under the sd backbone, the pretrained one `--backbone-from` names).
+    Stage 2: the stage-1 model (its EMA weights) with the clean stream frozen; the architecture
+    comes from the stage-1 checkpoint (`model.cfg`, which the run config takes over)."""
     if cfg.stage == 1:
-        return NiRNE(cfg.model)
+        return build_nirne(cfg.model)
     state = checkpoint.load(cfg.init)
     model = nirne_from_state(state, f"--init {cfg.init}")
     if tuple(state["config"].get("stages", (1, 2))) == (1,):
@@ -197,7 +198,6 @@ def train_nirne(cfg: NiRNERunConfig, out_dir: str, stop_at: int | None = None) -
     init_distributed(cfg.trainer.device)
     torch.manual_seed(cfg.trainer.seed)  # the same initial weights for the same seed
     model = build_model(cfg)
-    cfg = dataclasses.replace(cfg, model=model.cfg)
     data = build_data(cfg, pin_memory=torch.cuda.is_available() and cfg.trainer.device != "cpu")
     trainer = NiRNETrainer(cfg, model, data, out_dir)
     return trainer.train(stop_at=stop_at)
