@@ -53,6 +53,7 @@ TAR_MTIME = 1577836800  # 2020-01-01: any fixed value makes tars reproducible
 TAR_OWNER = "hi3dgen"
 VIEW_MEMBERS = ("normal.png", "mask.png", "depth.npy", "camera.json", "meta.json")
 OPTIONAL_VIEW_MEMBERS = ("rgb.png",)
+MESH_MEMBERS = ("mesh_vertices.npy", "mesh_faces.npy")  # a val shape sample's ground-truth mesh
 VIEW_FILE_RE = re.compile(r"^(\d{3})\.(.+)$")
 SHARD_RE = re.compile(r"^(views|shapes)/(train|val)-\d{6}\.tar$")
 CACHE_RE = re.compile(r"^\.cache/[A-Za-z0-9_-]+-[0-9a-f]{16}-[0-9a-f]{16}\.npz$")
@@ -155,8 +156,16 @@ def compute_shape(item: dict) -> dict:
         seed=item["seed"],
     )
     stats = {k: out[k] for k in ("counts", "inside_fraction", "faces", "watertight")}
+    mesh = out["mesh"]
     buf = _io.BytesIO()
-    np.savez(buf, surface=out["surface"], sdf=out["sdf"], stats=np.array(json.dumps(stats)))
+    np.savez(
+        buf,
+        surface=out["surface"],
+        sdf=out["sdf"],
+        mesh_vertices=np.asarray(mesh.vertices, np.float32),
+        mesh_faces=np.asarray(mesh.faces, np.int32),
+        stats=np.array(json.dumps(stats)),
+    )
     io.write_bytes(item["cache"], buf.getvalue())
     return stats
 
@@ -165,7 +174,7 @@ def _load_cache(path: Path, arrays: bool = True) -> dict:
     with np.load(path, allow_pickle=False) as z:
         out = {"stats": json.loads(str(z["stats"]))}
         if arrays:
-            out.update(surface=z["surface"], sdf=z["sdf"])
+            out.update({k: z[k] for k in ("surface", "sdf", "mesh_vertices", "mesh_faces")})
         return out
 
 
@@ -224,6 +233,7 @@ def _shape_sample(asset: dict) -> dict:
         "masks.npy": codec.encode_npy(np.stack([codec.decode_mask(f["mask.png"].read_bytes()) for f in views])),
         "cameras.json": codec.encode_json([codec.decode_json(f["camera.json"].read_bytes()) for f in views]),
         "meta.json": codec.encode_json(meta),
+        **({m: codec.encode_npy(geo[m.removesuffix(".npy")]) for m in MESH_MEMBERS} if asset["mesh"] else {}),
     }
 
 
@@ -258,6 +268,7 @@ def _plan(out_dir: Path, kept: list[dict], split: dict, config: ShardConfig) -> 
                     {
                         **{k: a[k] for k in ("asset_id", "source", "domain", "glb_sha256", "seed", "cache")},
                         "views": a["views"][: config.shape_views],
+                        "mesh": sp == "val",  # the ground truth evaluation scores against
                     }
                     for a in mine
                 ]

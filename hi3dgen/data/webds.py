@@ -33,7 +33,7 @@ import torch.utils.data
 import webdataset as wds
 
 from hi3dgen.data import DOMAIN_FILTERS, codec
-from hi3dgen.data.shards import INDEX, SPLITS
+from hi3dgen.data.shards import INDEX, MESH_MEMBERS, SPLITS
 
 
 def load_index(shard_dir: str | os.PathLike) -> dict:
@@ -91,8 +91,15 @@ def decode_view(sample: dict) -> dict:
 def decode_shape(sample: dict) -> dict:
     """A raw shape sample -> key, asset_id, domain, source, surface (N, 6) float32, sdf (M, 4)
     float32, normals (V, 3, H, W) float32 (lossless, as in decode_view), masks (V, H, W) bool,
-    cameras {K (V, 3, 3), c2w (V, 4, 4), width, height}."""
+    cameras {K (V, 3, 3), c2w (V, 4, 4), width, height}; and a val sample's ground-truth `mesh`
+    (a trimesh), which evaluation compares reconstructions with."""
     meta = codec.decode_json(sample["meta.json"])
+    mesh = {}
+    if MESH_MEMBERS[0] in sample:
+        import trimesh
+
+        vertices, faces = (codec.decode_npy(sample[k]) for k in MESH_MEMBERS)
+        mesh = {"mesh": trimesh.Trimesh(vertices, faces, process=False)}
     cams = [_camera(c) for c in codec.decode_json(sample["cameras.json"])]
     raw = codec.decode_npy(sample["normals.npy"])
     return {
@@ -110,6 +117,7 @@ def decode_shape(sample: dict) -> dict:
             "width": cams[0]["width"],
             "height": cams[0]["height"],
         },
+        **mesh,
     }
 
 

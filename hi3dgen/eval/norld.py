@@ -15,9 +15,8 @@ from hi3dgen.data.cameras import cameras_of
 from hi3dgen.data.shapes import ShapeDataConfig, resample_views
 from hi3dgen.device import resolve_device
 from hi3dgen.eval.normals import NormalMetrics, NormalMetricsConfig
-from hi3dgen.eval.shapes import mean_metrics, shape_set
+from hi3dgen.eval.shapes import mean_metrics, mesh_scores, shape_set
 from hi3dgen.geometry.mesh_extract import ExtractConfig
-from hi3dgen.geometry.metrics import mesh_metrics
 from hi3dgen.inference.checkpoints import load_norld, load_vae
 from hi3dgen.models.norld import NoRLD
 from hi3dgen.models.shape_vae import ShapeVAE
@@ -55,10 +54,10 @@ def evaluate_generation(
     device,
 ) -> dict[str, float]:
     """Generate from each sample's first ground-truth normal map; Chamfer, F-score and normal
-    consistency against its surface, and NE/SNE of the mesh's rendered normals against all of its
+    consistency against its ground-truth mesh, and NE/SNE of the mesh's rendered normals against all of its
     ground-truth views (an empty mesh renders as background: its views count as 90° off)."""
     meshes = generate_meshes(model, vae, samples, sample, extract, device)
-    rows = [mesh_metrics(None if m is None else m.to_trimesh(), s["surface"]) for m, s in zip(meshes, samples)]
+    rows = mesh_scores(meshes, samples)
     normal_metrics = NormalMetrics(metrics)
     for mesh, s in zip(meshes, samples):
         gt = np.asarray(s["normals"], np.float32)

@@ -8,6 +8,7 @@ import numpy as np
 from hi3dgen import tracking as project_tracking
 from hi3dgen.data import shapes
 from hi3dgen.data.cameras import cameras_of
+from hi3dgen.geometry.metrics import mesh_metrics
 from hi3dgen.render.diff_normals import render_normals
 from hi3dgen.synthesis.toy import toy_shapes
 
@@ -15,6 +16,20 @@ from hi3dgen.synthesis.toy import toy_shapes
 def shape_set(cfg: shapes.ShapeDataConfig, split: str = "val") -> list[dict]:
     """The first `val_shapes` decoded samples of a split: toy shapes, or from the shard dir."""
     return toy_shapes(cfg, split)[: cfg.val_shapes] if cfg.shards == shapes.TOY else shapes.val_samples(cfg, split)
+
+
+def mesh_scores(meshes: list, samples: list[dict]) -> list[dict[str, float]]:
+    """`mesh_metrics` of each predicted mesh (a `Mesh` or None) against its sample's ground-truth
+    mesh (toy shapes have theirs; shape shards carry it for val shapes)."""
+    rows = []
+    for mesh, sample in zip(meshes, samples):
+        if "mesh" not in sample:
+            raise ValueError(
+                f"shape sample {sample['key']} has no ground-truth mesh (shards written before val shapes "
+                "carried one, or a train shape): rerun the shard stage, and score on val shapes"
+            )
+        rows.append(mesh_metrics(None if mesh is None else mesh.to_trimesh(), sample["mesh"]))
+    return rows
 
 
 def mean_metrics(rows: list[dict[str, float]]) -> dict[str, float]:

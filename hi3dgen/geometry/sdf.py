@@ -119,7 +119,8 @@ def shape_samples(
     seed: int,
 ) -> dict:
     """Surface points with normals (N, 6) and SDF samples (M, 4) (near-surface at each sigma in
-    equal shares, then uniform in the cube), all float32, deterministic for a seed."""
+    equal shares, then uniform in the cube), all float32, deterministic for a seed; and the
+    prepared mesh they were sampled from."""
     mesh = prepare(mesh)
     rng = np.random.default_rng(seed)
     pts, face = trimesh.sample.sample_surface(mesh, surface_points, seed=rng)
@@ -143,4 +144,5 @@ def shape_samples(
         "inside_fraction": float((uniform < 0).mean()) if n_uniform else None,
         "faces": int(len(mesh.faces)),
         "watertight": bool(mesh.is_watertight),
+        "mesh": mesh,
     }

@@ -23,7 +23,7 @@ def _cylinder_sdf(p: np.ndarray, radius: float, half_height: float) -> np.ndarra
 
 def toy_shape(index: int, seed: int, cfg: ShapeDataConfig, surface_points: int = 2048, sdf_points: int = 4096) -> dict:
     """One analytic shape (box, sphere or capped cylinder, longest side 1) as a decoded shape
-    sample: surface (N, 6), exact sdf (M, 4), normals (V, 3, H, W), masks, cameras."""
+    sample: surface (N, 6), exact sdf (M, 4), normals (V, 3, H, W), masks, cameras, and its mesh."""
     import trimesh
 
     rng = np.random.default_rng([seed, index])
@@ -50,6 +50,7 @@ def toy_shape(index: int, seed: int, cfg: ShapeDataConfig, surface_points: int =
         "asset_id": f"toy_{seed}_{index:05d}",
         "surface": np.concatenate([pts, mesh.face_normals[face]], 1).astype(np.float32),
         "sdf": np.concatenate([queries, sdf(queries)[:, None]], 1).astype(np.float32),
+        "mesh": mesh,
         "normals": np.stack([v.normal.transpose(2, 0, 1) for v in views]).astype(np.float32),
         "masks": np.stack([v.mask for v in views]),
         "cameras": {

@@ -22,9 +22,8 @@ import torch
 
 from hi3dgen.data.batches import Batches, ListStream
 from hi3dgen.data.shapes import TOY, ShapeDataConfig, prepare_shape, shard_stream
-from hi3dgen.eval.shapes import mean_metrics, normals_grid, render_meshes, shape_set
+from hi3dgen.eval.shapes import mean_metrics, mesh_scores, normals_grid, render_meshes, shape_set
 from hi3dgen.geometry.mesh_extract import ExtractConfig
-from hi3dgen.geometry.metrics import mesh_metrics
 from hi3dgen.models.shape_vae import ShapeVAE, ShapeVAEConfig, vae_loss
 from hi3dgen.synthesis.toy import toy_shapes
 from hi3dgen.training.tracking import TrackingConfig
@@ -101,7 +100,7 @@ class VAETrainer(Trainer):
         rows, sums = [], np.zeros(3)  # sdf_loss and sign_acc summed over shapes, shapes
         for _, samples in self.val_batches(self._val_samples(), self.run_cfg.data.batch_size):
             meshes = self._reconstruct(samples)
-            rows += [mesh_metrics(None if m is None else m.to_trimesh(), s["surface"]) for m, s in zip(meshes, samples)]
+            rows += mesh_scores(meshes, samples)
             prepared = [prepare_shape(s, self.run_cfg.data, None) for s in samples]
             surface, sdf = (
                 torch.from_numpy(np.stack([p[k] for p in prepared])).to(self.device) for k in ("surface", "sdf")

@@ -155,3 +155,19 @@ def test_a_torn_shard_is_named_with_how_to_rebuild_it(shards):
         tar.write_bytes(torn)
         with pytest.raises(ValueError, match=f"^shard {tar} {says}"):
             list(view_dataset(shards, "train"))
+
+
+def test_val_shapes_carry_their_ground_truth_mesh_and_train_shapes_do_not(shards):
+    """Evaluation scores reconstructions against the mesh the samples came from (dense samples on
+    both sides); only val shapes carry it, so train shards do not grow."""
+    from hi3dgen.eval.shapes import mesh_scores
+    from hi3dgen.geometry.sdf import MeshSDF
+
+    train, val = (list(shape_dataset(shards, split)) for split in ("train", "val"))
+    assert train and val and all("mesh" not in s for s in train)
+    for s in val:
+        mesh = s["mesh"]
+        assert mesh.is_watertight and mesh.volume > 0  # prepared: merged, outward
+        assert MeshSDF(mesh).distance(s["surface"][:, :3].astype(np.float64)).max() < 1e-5  # samples lie on it
+    with pytest.raises(ValueError, match="no ground-truth mesh"):
+        mesh_scores([None], train[:1])
