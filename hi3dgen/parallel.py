@@ -49,6 +49,10 @@ class ExecutorConfig:
     max_in_flight: int = 64
     retries: int = 2  # re-runs of an item whose worker died (OOM kill, lost node)
     start_method: str = "forkserver"  # of `process` workers: both are CUDA-safe, unlike fork
+    # each `process` worker on one core of its own (round robin over this process's cores): the
+    # native libraries that size their thread pools by the cores a process may use (manifold3d's
+    # and Embree's TBB) then run one thread per worker instead of one per core in every worker
+    pin_workers: bool = True
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -168,9 +172,11 @@ def _single_threaded_env():
             del os.environ[var]
 
 
-def _process_worker(conn) -> None:
-    """A `process` worker: runs the function it is sent (pickled, unpickled again only when it
-    changes) on each item until it is sent None."""
+def _process_worker(conn, core: int | None) -> None:
+    """A `process` worker (on `core` alone, unless None): runs the function it is sent (pickled,
+    unpickled again only when it changes) on each item until it is sent None."""
+    if core is not None:
+        os.sched_setaffinity(0, {core})
     fn_bytes, fn = None, None
     while (job := conn.recv()) is not None:
         index, job_fn, item = job
@@ -187,20 +193,21 @@ def _process_worker(conn) -> None:
             conn.send((index, False, _error_text(exc)))
 
 
-# Idle `process` workers by start method, kept for the life of this process: every fan-out (each
-# stage of a run, the shard stage's two steps) reuses them, so a worker imports torch, builds its
-# CUDA context and its cached render backend once per run instead of once per stage.
-_IDLE: dict[str, list] = {}
+# Idle `process` workers (connection, process, core) by start method and pinning, kept for the
+# life of this process: every fan-out (each stage of a run, the shard stage's two steps) reuses
+# them, so a worker imports torch, builds its CUDA context and its cached render backend once per
+# run instead of once per stage.
+_IDLE: dict[tuple[str, bool], list] = {}
 
 
 def _stop(workers: list, kill: bool = False) -> None:
-    for conn, proc in workers:
+    for conn, *_ in workers:
         if not kill:
             try:
                 conn.send(None)
             except OSError:
                 pass
-    for conn, proc in workers:
+    for conn, proc, *_ in workers:
         proc.join(timeout=0 if kill else 5)
         if proc.is_alive():
             proc.terminate()
@@ -223,25 +230,31 @@ def _fan_out_processes(fn: Callable, items: list, cfg: ExecutorConfig, bar: tqdm
     fn_bytes = pickle.dumps(fn)
     queue = collections.deque(enumerate(items))
     attempts: collections.Counter = collections.Counter()
-    busy: dict = {}  # connection -> (process, index of the item it runs)
-    pool = _IDLE.setdefault(cfg.start_method, [])
-    wanted = min(cfg.workers or os.cpu_count() or 1, cfg.max_in_flight, len(items))
+    busy: dict = {}  # connection -> (process, index of the item it runs, core)
+    pool = _IDLE.setdefault((cfg.start_method, cfg.pin_workers), [])
+    cores = sorted(os.sched_getaffinity(0))
+    wanted = min(cfg.workers or len(cores), cfg.max_in_flight, len(items))
     idle = [w for w in pool[:wanted] if w[1].is_alive()]
     del pool[:wanted]
 
     def start():
+        core = None
+        if cfg.pin_workers:  # the core with the fewest of this fan-out's workers on it
+            taken = collections.Counter(w[2] for w in [*idle, *busy.values()])
+            core = min(cores, key=lambda c: (taken[c], c))
         parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_process_worker, args=(child,), daemon=True)
+        proc = ctx.Process(target=_process_worker, args=(child, core), daemon=True)
         with _single_threaded_env():
             proc.start()
         child.close()
-        return parent, proc
+        return parent, proc, core
 
     try:
-        idle += [start() for _ in range(wanted - len(idle))]
+        while len(idle) < wanted:
+            idle.append(start())
         while queue or busy:
             while queue and idle:
-                conn, proc = idle.pop()
+                conn, proc, core = idle.pop()
                 index = queue[0][0]
                 try:
                     conn.send((index, fn_bytes, items[index]))
@@ -250,9 +263,9 @@ def _fan_out_processes(fn: Callable, items: list, cfg: ExecutorConfig, bar: tqdm
                     idle.append(start())
                     continue
                 queue.popleft()
-                busy[conn] = (proc, index)
-            ready = set(wait([*busy, *(p.sentinel for p, _ in busy.values())]))
-            for conn, (proc, index) in list(busy.items()):
+                busy[conn] = (proc, index, core)
+            ready = set(wait([*busy, *(p.sentinel for p, *_ in busy.values())]))
+            for conn, (proc, index, core) in list(busy.items()):
                 dead = proc.sentinel in ready
                 if conn in ready or conn.poll():
                     try:
@@ -261,7 +274,7 @@ def _fan_out_processes(fn: Callable, items: list, cfg: ExecutorConfig, bar: tqdm
                         dead = True
                     else:
                         del busy[conn]
-                        idle.append((conn, proc))
+                        idle.append((conn, proc, core))
                         bar.update()
                         yield items[done], ok, result
                         continue
@@ -278,7 +291,7 @@ def _fan_out_processes(fn: Callable, items: list, cfg: ExecutorConfig, bar: tqdm
                     idle.append(start())
     finally:
         pool.extend(w for w in idle if w[1].is_alive())
-        _stop([(c, p) for c, (p, _) in busy.items()], kill=True)
+        _stop([(c, p) for c, (p, *_) in busy.items()], kill=True)
 
 
 # Rejections that may not happen again (a lost worker, the network): a rerun tries these items

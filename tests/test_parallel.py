@@ -123,7 +123,7 @@ def _pid_and_import(item):
     loaded = "hi3dgen.synthesis.csg" in sys.modules
     import hi3dgen.synthesis.csg  # noqa: F401
 
-    return os.getpid(), loaded, item["x"] * item.get("k", 1)
+    return os.getpid(), loaded, item["x"] * item.get("k", 1), tuple(os.sched_getaffinity(0))
 
 
 def test_process_workers_are_kept_across_fan_outs_and_take_each_ones_function(tmp_path):
@@ -132,9 +132,13 @@ def test_process_workers_are_kept_across_fan_outs_and_take_each_ones_function(tm
     first = [r for _, ok, r in fan_out(_pid_and_import, items, executor) if ok]
     second = [r for _, ok, r in fan_out(functools.partial(_scaled, k=10), items, executor) if ok]
     assert len(first) == len(second) == 6
-    assert {pid for pid, _, _ in second} <= {pid for pid, _, _ in first}  # the same processes
-    assert all(loaded for _, loaded, _ in second)  # what they imported before, they still hold
-    assert sorted(v for _, _, v in second) == [10 * i for i in range(6)]  # the new function ran
+    assert {r[0] for r in second} <= {r[0] for r in first}  # the same processes
+    assert all(r[1] for r in second)  # what they imported before, they still hold
+    assert sorted(r[2] for r in second) == [10 * i for i in range(6)]  # the new function ran
+    cores = sorted(os.sched_getaffinity(0))
+    pinned = {r[0]: r[3] for r in first}
+    assert all(len(c) == 1 for c in pinned.values())  # each worker on one core
+    assert len(set(pinned.values())) == min(2, len(cores))  # and on cores of their own
 
 
 def _scaled(item, k):
