@@ -181,7 +181,8 @@ def measure(mesh: trimesh.Trimesh) -> dict:
     m = clean(mesh)
     extent = m.extents
     watertight = bool(m.is_watertight)
-    thickness = float(3.0 * abs(m.volume) / m.area) if watertight and m.area > 0 else None
+    volume = _volume(m.triangles, m.triangles_cross)  # m.volume to the bit, without the inertia
+    thickness = float(3.0 * abs(volume) / m.area) if watertight and m.area > 0 else None
     return {
         "faces": int(len(m.faces)),
         "vertices": int(len(m.vertices)),
