@@ -11,10 +11,11 @@ give the core-seconds per asset, which do not depend on how loaded the machine i
 
 nvdiffrast falls back to embree where torch sees no CUDA device (the digest then differs: the
 backend's version is in every view's meta.json). Each `process` worker renders with its own CUDA
-context (one per worker process, created on its first asset): rasterizing an asset's views takes
-milliseconds, encoding them tens, so the encoding must run on every core, and handing the
-rendered arrays (~10 MB a view) from one rendering process to encoding workers would cost more in
-pickling than the GPU time it saves.
+context (created on its first asset; the workers, each on a core of its own, serve all four stages,
+so imports and contexts are made once per run): rasterizing an asset's views takes milliseconds,
+encoding them tens, so the encoding must run on every core, and handing the rendered arrays (~10 MB
+a view) from one rendering process to encoding workers would cost more in pickling than the GPU
+time it saves.
 """
 
 from __future__ import annotations
