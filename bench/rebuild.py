@@ -1,7 +1,9 @@
 """Rebuild a DetailVerse training set with one command, on a machine without Ray, Prefect, DVC or
 MLflow (the GPU machine): synthesize -> filter -> render -> shard, each through the library's own
 stage function, with the time per stage, assets and views per second, and a content digest of the
-shards (two runs with the same arguments must print the same digest).
+shards (two runs with the same arguments must print the same digest). The CPU seconds of each stage
+(this process and every process under it: worker processes, the forkserver, and those they reaped)
+give the core-seconds per asset, which do not depend on how loaded the machine is.
 
     python bench/rebuild.py --count 2000 --out DIR --executor process --backend nvdiffrast \\
         --views 12 --resolution 512                             # the GPU machine
@@ -9,10 +11,11 @@ shards (two runs with the same arguments must print the same digest).
 
 nvdiffrast falls back to embree where torch sees no CUDA device (the digest then differs: the
 backend's version is in every view's meta.json). Each `process` worker renders with its own CUDA
-context (one per worker process, created on its first asset): rasterizing an asset's views takes
-milliseconds, encoding them tens, so the encoding must run on every core, and handing the
-rendered arrays (~10 MB a view) from one rendering process to encoding workers would cost more in
-pickling than the GPU time it saves.
+context (created on its first asset; the workers, each on a core of its own, serve all four stages,
+so imports and contexts are made once per run): rasterizing an asset's views takes milliseconds,
+encoding them tens, so the encoding must run on every core, and handing the rendered arrays (~10 MB
+a view) from one rendering process to encoding workers would cost more in pickling than the GPU
+time it saves.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ import os
 import sys
 import time
 from pathlib import Path
+
+import psutil
 
 from hi3dgen.data import manifest as mf
 from hi3dgen.data.shards import INDEX, ShardConfig, write_shards
@@ -65,6 +70,19 @@ def pick_backend(name: str) -> str:
     return "embree"
 
 
+def cpu_seconds() -> float:
+    """CPU time so far of this process and of every process under it, living or reaped."""
+    total = 0.0
+    me = psutil.Process()
+    for proc in [me, *me.children(recursive=True)]:
+        try:
+            t = proc.cpu_times()
+        except psutil.NoSuchProcess:  # exited since listed: its parent has it as reaped time
+            continue
+        total += t.user + t.system + t.children_user + t.children_system
+    return total
+
+
 def shard_digest(shard_dir: Path) -> str:
     """sha256 of shards.json, which holds every shard's sha256, sample counts and the config."""
     return hashlib.sha256((shard_dir / INDEX).read_bytes()).hexdigest()
@@ -76,12 +94,12 @@ def rebuild(
     """Run the four stages into out/{synthesize,filter,render,shard}; returns per-stage seconds,
     accepted assets and views, and the shards' digest."""
     dirs = {name: out / name for name in STAGES}
-    timings = {}
+    timings, cpu = {}, {}
 
     def timed(name, fn):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), cpu_seconds()
         result = fn()
-        timings[name] = time.perf_counter() - t0
+        timings[name], cpu[name] = time.perf_counter() - t0, cpu_seconds() - c0
         return result
 
     timed("synthesize", lambda: synthesize(count, seed, dirs["synthesize"], executor))
@@ -93,7 +111,12 @@ def rebuild(
         manifest_dir = dirs[name]
         rows = [r for r in mf.read_manifest(manifest_dir) if r["status"] == "accepted"]
         views = sum(r.get("views", 0) for r in rows) if name in ("render", "shard") else 0
-        stages[name] = {"seconds": round(timings[name], 3), "assets": len(rows), "views": views}
+        stages[name] = {
+            "seconds": round(timings[name], 3),
+            "cpu_seconds": round(cpu[name], 2),
+            "assets": len(rows),
+            "views": views,
+        }
     return {
         "count": count,
         "executor": executor.kind,
@@ -103,6 +126,7 @@ def rebuild(
         "resolution": render.resolution,
         "stages": stages,
         "total_seconds": round(sum(timings.values()), 3),
+        "total_cpu_seconds": round(sum(cpu.values()), 2),
         "digest": shard_digest(dirs["shard"]),
     }
 
@@ -112,13 +136,17 @@ def print_table(report: dict) -> None:
         f"\n{report['count']} DetailVerse assets, {report['views']} views at {report['resolution']}², "
         f"backend {report['backend']}, executor {report['executor']} x{report['workers']}"
     )
-    print("| stage | seconds | accepted assets | assets/s | views/s |")
-    print("|---|---:|---:|---:|---:|")
+    print("| stage | seconds | accepted assets | assets/s | views/s | CPU s | core-s per asset |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for name, s in report["stages"].items():
         per_asset = report["count"] if name in ("synthesize", "filter") else report["stages"]["filter"]["assets"]
         views = f"{s['views'] / s['seconds']:.4g}" if s["views"] else "-"
-        print(f"| {name} | {s['seconds']:.2f} | {s['assets']} | {per_asset / s['seconds']:.4g} | {views} |")
-    print(f"| total | {report['total_seconds']:.2f} | | | |")
+        print(
+            f"| {name} | {s['seconds']:.2f} | {s['assets']} | {per_asset / s['seconds']:.4g} | {views} | "
+            f"{s['cpu_seconds']:.1f} | {s['cpu_seconds'] / max(per_asset, 1):.3f} |"
+        )
+    cpu = report["total_cpu_seconds"]
+    print(f"| total | {report['total_seconds']:.2f} | | | | {cpu:.1f} | {cpu / max(report['count'], 1):.3f} |")
     print(f"shards digest {report['digest']}")
 
 

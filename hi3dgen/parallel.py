@@ -11,6 +11,7 @@ asset never fails the stage.
 
 from __future__ import annotations
 
+import atexit
 import collections
 import contextlib
 import dataclasses
@@ -48,6 +49,10 @@ class ExecutorConfig:
     max_in_flight: int = 64
     retries: int = 2  # re-runs of an item whose worker died (OOM kill, lost node)
     start_method: str = "forkserver"  # of `process` workers: both are CUDA-safe, unlike fork
+    # each `process` worker on one core of its own (round robin over this process's cores): the
+    # native libraries that size their thread pools by the cores a process may use (manifold3d's
+    # and Embree's TBB) then run one thread per worker instead of one per core in every worker
+    pin_workers: bool = True
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -167,11 +172,16 @@ def _single_threaded_env():
             del os.environ[var]
 
 
-def _process_worker(conn, fn_bytes: bytes) -> None:
-    """A `process` worker: runs `fn` on each item it is sent until it is sent None."""
-    fn = pickle.loads(fn_bytes)
+def _process_worker(conn, core: int | None) -> None:
+    """A `process` worker (on `core` alone, unless None): runs the function it is sent (pickled,
+    unpickled again only when it changes) on each item until it is sent None."""
+    if core is not None:
+        os.sched_setaffinity(0, {core})
+    fn_bytes, fn = None, None
     while (job := conn.recv()) is not None:
-        index, item = job
+        index, job_fn, item = job
+        if job_fn != fn_bytes:
+            fn_bytes, fn = job_fn, pickle.loads(job_fn)
         try:
             out = (index, True, fn(item))
         except Exception as exc:  # one bad item never fails the stage
@@ -183,36 +193,79 @@ def _process_worker(conn, fn_bytes: bytes) -> None:
             conn.send((index, False, _error_text(exc)))
 
 
+# Idle `process` workers (connection, process, core) by start method and pinning, kept for the
+# life of this process: every fan-out (each stage of a run, the shard stage's two steps) reuses
+# them, so a worker imports torch, builds its CUDA context and its cached render backend once per
+# run instead of once per stage.
+_IDLE: dict[tuple[str, bool], list] = {}
+
+
+def _stop(workers: list, kill: bool = False) -> None:
+    for conn, *_ in workers:
+        if not kill:
+            try:
+                conn.send(None)
+            except OSError:
+                pass
+    for conn, proc, *_ in workers:
+        proc.join(timeout=0 if kill else 5)
+        if proc.is_alive():
+            proc.terminate()
+            proc.join()
+        conn.close()
+
+
+@atexit.register
+def _stop_idle() -> None:
+    for method in list(_IDLE):
+        _stop(_IDLE.pop(method))
+
+
 def _fan_out_processes(fn: Callable, items: list, cfg: ExecutorConfig, bar: tqdm):
     """`items` over `cfg.workers` local processes, one item at a time each (so at most that many in
     flight, and a dead process names the item it held). That item is run again up to `cfg.retries`
-    times in a fresh process, then yields an error naming the exit code."""
+    times in a fresh process, then yields an error naming the exit code. Workers left idle go back
+    to `_IDLE`; a worker still busy when the caller stops listening is ended."""
     ctx = mp.get_context(cfg.start_method)
     fn_bytes = pickle.dumps(fn)
     queue = collections.deque(enumerate(items))
     attempts: collections.Counter = collections.Counter()
-    busy: dict = {}  # connection -> (process, index of the item it runs)
-    idle: list = []
+    busy: dict = {}  # connection -> (process, index of the item it runs, core)
+    pool = _IDLE.setdefault((cfg.start_method, cfg.pin_workers), [])
+    cores = sorted(os.sched_getaffinity(0))
+    wanted = min(cfg.workers or len(cores), cfg.max_in_flight, len(items))
+    idle = [w for w in pool[:wanted] if w[1].is_alive()]
+    del pool[:wanted]
 
     def start():
+        core = None
+        if cfg.pin_workers:  # the core with the fewest of this fan-out's workers on it
+            taken = collections.Counter(w[2] for w in [*idle, *busy.values()])
+            core = min(cores, key=lambda c: (taken[c], c))
         parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_process_worker, args=(child, fn_bytes), daemon=True)
+        proc = ctx.Process(target=_process_worker, args=(child, core), daemon=True)
         with _single_threaded_env():
             proc.start()
         child.close()
-        return parent, proc
+        return parent, proc, core
 
     try:
-        for _ in range(min(cfg.workers or os.cpu_count() or 1, cfg.max_in_flight, len(items))):
+        while len(idle) < wanted:
             idle.append(start())
         while queue or busy:
             while queue and idle:
-                conn, proc = idle.pop()
-                index = queue.popleft()[0]
-                conn.send((index, items[index]))
-                busy[conn] = (proc, index)
-            ready = set(wait([*busy, *(p.sentinel for p, _ in busy.values())]))
-            for conn, (proc, index) in list(busy.items()):
+                conn, proc, core = idle.pop()
+                index = queue[0][0]
+                try:
+                    conn.send((index, fn_bytes, items[index]))
+                except OSError:  # a kept worker that died while idle
+                    _stop([(conn, proc)], kill=True)
+                    idle.append(start())
+                    continue
+                queue.popleft()
+                busy[conn] = (proc, index, core)
+            ready = set(wait([*busy, *(p.sentinel for p, *_ in busy.values())]))
+            for conn, (proc, index, core) in list(busy.items()):
                 dead = proc.sentinel in ready
                 if conn in ready or conn.poll():
                     try:
@@ -221,7 +274,7 @@ def _fan_out_processes(fn: Callable, items: list, cfg: ExecutorConfig, bar: tqdm
                         dead = True
                     else:
                         del busy[conn]
-                        idle.append((conn, proc))
+                        idle.append((conn, proc, core))
                         bar.update()
                         yield items[done], ok, result
                         continue
@@ -237,17 +290,8 @@ def _fan_out_processes(fn: Callable, items: list, cfg: ExecutorConfig, bar: tqdm
                         queue.appendleft((index, items[index]))
                     idle.append(start())
     finally:
-        for conn, proc in [*idle, *((c, p) for c, (p, _) in busy.items())]:
-            try:
-                conn.send(None)
-            except OSError:
-                pass
-        for conn, proc in [*idle, *((c, p) for c, (p, _) in busy.items())]:
-            proc.join(timeout=5)
-            if proc.is_alive():
-                proc.terminate()
-                proc.join()
-            conn.close()
+        pool.extend(w for w in idle if w[1].is_alive())
+        _stop([(c, p) for c, (p, *_) in busy.items()], kill=True)
 
 
 # Rejections that may not happen again (a lost worker, the network): a rerun tries these items
@@ -255,6 +299,13 @@ def _fan_out_processes(fn: Callable, items: list, cfg: ExecutorConfig, bar: tqdm
 # for the same code and limits (both are in the fingerprint): a rerun with other limits retries it.
 TRANSIENT_REASONS = ("error", "download_failed")
 OUTPUT_KEYS = ("path", "dir")  # row fields naming an item's output (a file, a folder) in OUT
+
+
+def code_key(module: str, libraries: tuple[str, ...] = ()) -> str:
+    """The key of a result that `module`'s code (and the project code it imports) computed with
+    these libraries: a stage may reuse a result found under the same key for the same input
+    instead of computing it again."""
+    return mf.fingerprint({"code": lineage.code_digest(module), "libraries": lineage.versions(*libraries)})
 
 
 def _transient(row: dict) -> bool:

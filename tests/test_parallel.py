@@ -1,5 +1,6 @@
 """The stage loop: every input gets a row, failures become rows, reruns resume, config changes redo."""
 
+import functools
 import json
 import os
 import sys
@@ -8,7 +9,7 @@ import cloudpickle
 import pytest
 
 from hi3dgen.data import manifest as mf
-from hi3dgen.parallel import ExecutorConfig, run_stage
+from hi3dgen.parallel import ExecutorConfig, fan_out, run_stage
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
@@ -115,6 +116,33 @@ def test_a_dead_worker_process_is_a_row_with_the_reason_and_the_rest_completes(t
     assert by_id["crash"]["reason"] == "error: worker process died (exit code 1)"
     assert _calls(tmp_path).count("crash") == 2  # retried once in a fresh process, then reported
     assert sorted(_calls(tmp_path)) == sorted(["a1", "b1", "c1", "crash", "crash"])
+
+
+def _pid_and_import(item):
+    """The worker's pid, and whether a module imported by an earlier item is still loaded."""
+    loaded = "hi3dgen.synthesis.csg" in sys.modules
+    import hi3dgen.synthesis.csg  # noqa: F401
+
+    return os.getpid(), loaded, item["x"] * item.get("k", 1), tuple(os.sched_getaffinity(0))
+
+
+def test_process_workers_are_kept_across_fan_outs_and_take_each_ones_function(tmp_path):
+    executor = ExecutorConfig(kind="process", workers=2)
+    items = [{"x": i} for i in range(6)]
+    first = [r for _, ok, r in fan_out(_pid_and_import, items, executor) if ok]
+    second = [r for _, ok, r in fan_out(functools.partial(_scaled, k=10), items, executor) if ok]
+    assert len(first) == len(second) == 6
+    assert {r[0] for r in second} <= {r[0] for r in first}  # the same processes
+    assert all(r[1] for r in second)  # what they imported before, they still hold
+    assert sorted(r[2] for r in second) == [10 * i for i in range(6)]  # the new function ran
+    cores = sorted(os.sched_getaffinity(0))
+    pinned = {r[0]: r[3] for r in first}
+    assert all(len(c) == 1 for c in pinned.values())  # each worker on one core
+    assert len(set(pinned.values())) == min(2, len(cores))  # and on cores of their own
+
+
+def _scaled(item, k):
+    return _pid_and_import({**item, "k": k})
 
 
 def test_manifest_rejects_bad_rows(tmp_path):

@@ -13,13 +13,10 @@ import os
 import statistics
 from pathlib import Path
 
-import numpy as np
-import trimesh
-
 from hi3dgen import io, lineage
 from hi3dgen.assets import mesh as am
 from hi3dgen.data import manifest as mf
-from hi3dgen.parallel import ExecutorConfig, run_stage
+from hi3dgen.parallel import ExecutorConfig, code_key, run_stage
 
 METRICS_FILE = "metrics.json"
 
@@ -35,32 +32,6 @@ class FilterConfig:
     min_extent: float = 0.01  # shortest side (longest is 1): below it the shape is flat
     min_thickness: float = 0.002  # 3 * volume / area of a watertight shape: below it, thin
     dedupe: bool = True
-
-
-def geometry_hash(mesh: trimesh.Trimesh) -> str:
-    """Hash of the normalized geometry, independent of vertex and face order."""
-    v = np.round(np.asarray(mesh.vertices), 4) + 0.0  # +0.0 folds -0.0 into 0.0
-    tris = np.sort(v[mesh.faces].reshape(len(mesh.faces), -1), axis=0)
-    return hashlib.sha256(np.ascontiguousarray(tris).tobytes()).hexdigest()[:32]
-
-
-def measure(mesh: trimesh.Trimesh) -> dict:
-    """The metrics that the thresholds look at; all of them land in the manifest."""
-    m = am.clean(mesh)
-    extent = m.extents
-    watertight = bool(m.is_watertight)
-    thickness = float(3.0 * abs(m.volume) / m.area) if watertight and m.area > 0 else None
-    return {
-        "faces": int(len(m.faces)),
-        "vertices": int(len(m.vertices)),
-        "components": len(trimesh.graph.connected_components(m.face_adjacency, nodes=np.arange(len(m.faces)))),
-        "watertight": watertight,
-        "sharp_edges": am.sharp_edges(m),
-        "aspect": float(extent.max() / max(extent.min(), 1e-12)),
-        "min_extent": float(extent.min() / extent.max()),
-        "thickness": thickness,
-        "geometry_hash": geometry_hash(m),
-    }
 
 
 def verdict(metrics: dict, cfg: FilterConfig) -> str | None:
@@ -93,12 +64,25 @@ def verdict(metrics: dict, cfg: FilterConfig) -> str | None:
     return None
 
 
+def _metrics(item: dict) -> dict:
+    """`am.measure` of the asset: the upstream row's `mesh_metrics` when the same code measured
+    the same bytes (same `code_key`, same sha256), else measured here."""
+    data = Path(item["_src"]).read_bytes()
+    known = item.get("mesh_metrics") or {}
+    if (
+        known.get("key") == code_key(am.__name__, am.METRICS_LIBRARIES)
+        and item.get("sha256") == hashlib.sha256(data).hexdigest()
+    ):
+        return {k: v for k, v in known.items() if k != "key"}
+    return am.measure(am.mesh_from_glb(data))
+
+
 def _filter_one(item: dict, cfg: FilterConfig) -> dict:
-    row = {k: v for k, v in item.items() if k not in ("_src", "path")}
+    row = {k: v for k, v in item.items() if k not in ("_src", "path", "mesh_metrics")}
     if item["status"] != "accepted":
         return row  # rejected upstream: keeps its reason
     row["input_path"] = item["_src"]
-    metrics = measure(am.load_glb(item["_src"]))
+    metrics = _metrics(item)
     row.update(metrics)
     reason = verdict(metrics, cfg)
     if reason:
@@ -166,7 +150,7 @@ def filter_assets(
         out_dir,
         items,
         functools.partial(_filter_one, cfg=cfg),
-        config={**dataclasses.asdict(cfg), "libraries": lineage.versions("trimesh", "numpy")},
+        config={**dataclasses.asdict(cfg), "libraries": lineage.versions(*am.METRICS_LIBRARIES)},
         executor=executor,
         output_dirs=("assets",),
         extra_files=(METRICS_FILE,) if metrics_path == Path(out_dir) / METRICS_FILE else (),

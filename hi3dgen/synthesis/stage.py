@@ -7,16 +7,17 @@ else (not the count, the worker or the executor), and a rerun resumes from the j
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import statistics
 from pathlib import Path
 
 import numpy as np
 
-from hi3dgen import lineage
-from hi3dgen.assets.mesh import AssetError, clean, load_glb, make_asset_id, normalize, save_glb
-from hi3dgen.assets.mesh import sharp_edges as count_sharp_edges
-from hi3dgen.parallel import ExecutorConfig, run_stage
+from hi3dgen import io, lineage
+from hi3dgen.assets import mesh as am
+from hi3dgen.assets.mesh import AssetError, make_asset_id, normalize
+from hi3dgen.parallel import ExecutorConfig, code_key, run_stage
 from hi3dgen.synthesis import csg
 from hi3dgen.synthesis.families import FAMILIES, Params
 
@@ -40,7 +41,9 @@ def work_items(count: int, seed: int, names: list[str]) -> list[dict]:
 
 
 def synthesize_one(item: dict, out_dir: str) -> dict:
-    """Generate, normalize and write one asset; returns its manifest row."""
+    """Generate, normalize and write one asset; returns its manifest row. The row carries the
+    filter's metrics of the GLB bytes written (`mesh_metrics`, under `code_key` of the code that
+    measured them), so that the filter stage need not load and measure the asset again."""
     params = Params(np.random.default_rng(np.random.SeedSequence((item["seed"], item["index"]))))
     row = {
         "asset_id": item["asset_id"],
@@ -55,17 +58,20 @@ def synthesize_one(item: dict, out_dir: str) -> dict:
     except AssetError as exc:
         return {**row, "status": "rejected", "reason": str(exc)}
     rel = f"assets/{item['asset_id']}.glb"
-    sha = save_glb(mesh, Path(out_dir) / rel)
-    saved = load_glb(Path(out_dir) / rel)
+    data = am.glb_bytes(mesh)
+    io.write_bytes(Path(out_dir) / rel, data)
+    saved = am.mesh_from_glb(data)  # what a reader of the file gets
+    metrics = am.measure(saved)
     return {
         **row,
         "status": "accepted",
         "faces": len(saved.faces),
         "vertices": len(saved.vertices),
-        "watertight": bool(clean(saved).is_watertight),
-        "sharp_edges": count_sharp_edges(saved),
+        "watertight": metrics["watertight"],
+        "sharp_edges": metrics["sharp_edges"],
         "path": rel,
-        "sha256": sha,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "mesh_metrics": {**metrics, "key": code_key(am.__name__, am.METRICS_LIBRARIES)},
     }
 
 

@@ -5,7 +5,7 @@ import trimesh
 
 from hi3dgen.assets import mesh as am
 from hi3dgen.data import manifest as mf
-from hi3dgen.filtering import FilterConfig, filter_assets, measure
+from hi3dgen.filtering import FilterConfig, filter_assets
 from hi3dgen.parallel import ExecutorConfig
 from hi3dgen_cli import main
 
@@ -43,7 +43,7 @@ def _stage_dir(tmp_path, meshes, rejected=()):
 
 
 def test_measure_box():
-    m = measure(trimesh.creation.box((1.0, 0.5, 0.25)))
+    m = am.measure(trimesh.creation.box((1.0, 0.5, 0.25)))
     assert m["faces"] == 12 and m["components"] == 1 and m["watertight"]
     assert m["sharp_edges"] == 12 and m["aspect"] == 4.0
     assert abs(m["thickness"] - 3 * 0.125 / 1.75) < 1e-9
@@ -86,3 +86,28 @@ def test_cli_filter(tmp_path, capsys):
     )
     assert "1 accepted" in capsys.readouterr().out
     assert main(["filter", "--in", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
+
+
+def test_upstream_metrics_are_used_only_for_the_same_bytes_and_code(tmp_path):
+    """A synthesize row's `mesh_metrics` stand for `measure` of its GLB: the filter takes them when
+    the code key and the file's sha256 match, and measures the file itself otherwise."""
+    from hi3dgen.synthesis import synthesize
+
+    src = tmp_path / "synth"
+    rows = synthesize(3, 0, src, ExecutorConfig(kind="inline"), ["heat_sink", "tower_block", "medallion"])
+    for r in rows:
+        assert {k: v for k, v in r["mesh_metrics"].items() if k != "key"} == am.measure(am.load_glb(src / r["path"]))
+    # Forge the upstream rows: wrong numbers under the right key, and under a stale key.
+    forged = [dict(r, mesh_metrics=dict(r["mesh_metrics"], faces=1)) for r in rows]
+    forged[1]["mesh_metrics"]["key"] = "0" * 16
+    mf.write_manifest(src, forged)
+    out = tmp_path / "out"
+    by = {r["asset_id"]: r for r in filter_assets([src], out, FilterConfig(), ExecutorConfig(kind="inline"))}
+    assert by[rows[0]["asset_id"]]["faces"] == 1  # trusted: same key, same bytes
+    assert by[rows[1]["asset_id"]]["faces"] == rows[1]["mesh_metrics"]["faces"]  # stale key: measured
+    assert all("mesh_metrics" not in r for r in by.values())
+    # The file is no longer the bytes its row names (a user's edit): measured, whatever the row says.
+    am.save_glb(am.normalize(trimesh.creation.box((1, 0.5, 0.5))), src / rows[0]["path"])
+    out = tmp_path / "fresh"
+    by = {r["asset_id"]: r for r in filter_assets([src], out, FilterConfig(), ExecutorConfig(kind="inline"))}
+    assert by[rows[0]["asset_id"]]["faces"] == 12
