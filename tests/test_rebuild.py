@@ -25,4 +25,4 @@ def test_rebuild_is_deterministic_across_executors_and_shards_every_member(tmp_p
         names = tar.getnames()
     key = names[0].split(".")[0]
     members = sorted(n[len(key) + 1 :] for n in names if n.startswith(key + "."))
-    assert members == ["camera.json", "depth.npy", "mask.png", "meta.json", "normal.png", "rgb.png"]
+    assert members == ["camera.json", "depth.npy.gz", "mask.png", "meta.json", "normal.png", "rgb.png"]

@@ -5,10 +5,14 @@ cv2.imencode at level 1, whose per-row adaptive filter choice is most of its tim
 a function of the pixels and zlib alone (not of the OpenCV build). They are decoded by cv2 (PIL
 cannot read 16-bit RGB exactly; webdataset's decoders turn them into 8-bit), so both directions live
 here and nowhere else.
+
+Depth (`depth.npy.gz`) is the .npy of the float32 array, gzip-compressed with a zero mtime: the bytes
+are a function of the array and zlib alone, and decoding gives the array back bit for bit.
 """
 
 from __future__ import annotations
 
+import gzip
 import io as _io
 import json
 import struct
@@ -18,6 +22,7 @@ import cv2
 import numpy as np
 
 PNG_LEVEL = 1  # zlib level: 9 is several times slower for a few percent fewer bytes
+DEPTH_LEVEL = 1  # gzip level of depth.npy.gz (BENCHMARKS.md, bench/depth.py)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_COLOUR_TYPE = {1: 0, 3: 2, 4: 6}  # channels -> grey, RGB, RGBA
 FILTER_NONE, FILTER_UP = 0, 2  # measured at 512²: none is smallest for 16-bit normals, up for 8-bit
@@ -109,6 +114,24 @@ def encode_npy(arr: np.ndarray) -> bytes:
 
 def decode_npy(data: bytes) -> np.ndarray:
     return np.load(_io.BytesIO(data), allow_pickle=False)
+
+
+def encode_depth(depth: np.ndarray) -> bytes:
+    """(H, W) float32 depth -> the gzip-compressed .npy bytes (C order) of `depth.npy.gz`."""
+    if depth.dtype != np.float32 or depth.ndim != 2:
+        raise ValueError(f"depth must be a (H, W) float32 array, got {depth.dtype} with shape {depth.shape}")
+    return gzip.compress(encode_npy(np.ascontiguousarray(depth)), compresslevel=DEPTH_LEVEL, mtime=0)
+
+
+def decode_depth(data: bytes) -> np.ndarray:
+    """The (H, W) float32 depth of `depth.npy.gz`, bit-exact; ValueError if the bytes are not one."""
+    try:
+        depth = decode_npy(gzip.decompress(data))
+    except (OSError, EOFError, zlib.error) as exc:  # not gzip, torn, or a bad checksum
+        raise ValueError(f"depth.npy.gz cannot be decompressed ({type(exc).__name__}: {exc})") from None
+    if depth.dtype != np.float32 or depth.ndim != 2:
+        raise ValueError(f"depth.npy.gz must hold a (H, W) float32 array, got {depth.dtype} with shape {depth.shape}")
+    return depth
 
 
 def encode_json(obj) -> bytes:

@@ -2,7 +2,7 @@
 
 Layout of OUT/:
   views/{train,val}-{i:06d}.tar   one sample per asset view, key `<asset_id>_<view:03d>`: normal.png,
-                                  mask.png, depth.npy, rgb.png (when rendered), camera.json,
+                                  mask.png, depth.npy.gz, rgb.png (when rendered), camera.json,
                                   meta.json, byte for byte as the render stage wrote them
   shapes/{train,val}-{i:06d}.tar  one sample per asset, key `<asset_id>`: surface.npy (N, 6) float32
                                   points and normals; sdf.npy (M, 4) float32 xyz and signed distance
@@ -51,7 +51,7 @@ INDEX = "shards.json"
 CACHE = ".cache"
 TAR_MTIME = 1577836800  # 2020-01-01: any fixed value makes tars reproducible
 TAR_OWNER = "hi3dgen"
-VIEW_MEMBERS = ("normal.png", "mask.png", "depth.npy", "camera.json", "meta.json")
+VIEW_MEMBERS = ("normal.png", "mask.png", "depth.npy.gz", "camera.json", "meta.json")
 OPTIONAL_VIEW_MEMBERS = ("rgb.png",)
 MESH_MEMBERS = ("mesh_vertices.npy", "mesh_faces.npy")  # a val shape sample's ground-truth mesh
 VIEW_FILE_RE = re.compile(r"^(\d{3})\.(.+)$")

@@ -79,7 +79,7 @@ def decode_view(sample: dict) -> dict:
         "source": meta["source"],
         "normal": np.ascontiguousarray(codec.decode_normal(sample["normal.png"]).transpose(2, 0, 1)),
         "mask": codec.decode_mask(sample["mask.png"]),
-        "depth": codec.decode_npy(sample["depth.npy"]).astype(np.float32, copy=False),
+        "depth": codec.decode_depth(sample["depth.npy.gz"]),
         "camera": _camera(codec.decode_json(sample["camera.json"])),
     }
     if "rgb.png" in sample:

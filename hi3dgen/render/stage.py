@@ -60,7 +60,7 @@ def encode_view(view: rb.View, camera: Camera, meta: dict) -> dict[str, bytes]:
     members = {
         "normal.png": codec.encode_normal(view.normal, view.mask),
         "mask.png": codec.encode_mask(view.mask),
-        "depth.npy": codec.encode_npy(view.depth),
+        "depth.npy.gz": codec.encode_depth(view.depth),
         "camera.json": codec.encode_json(camera.to_json()),
         "meta.json": codec.encode_json(meta),
     }

@@ -2,7 +2,7 @@
 view shards of one domain, so NiRNE's stage 1 can train on a user's real-domain set.
 
 Pairs carry no camera and no depth: `camera.json` holds an assumed pinhole camera (`fov_deg`) and
-`depth.npy` zeros, and `meta.json` says so (`camera: assumed`, `depth: none`). Every image gets a
+`depth.npy.gz` zeros, and `meta.json` says so (`camera: assumed`, `depth: none`). Every image gets a
 manifest row; a pair that cannot be read is a rejected row, not a failed import.
 """
 
@@ -107,7 +107,7 @@ def pair_sample(asset_id: str, image: Path, normal_path: Path, cfg: PairsConfig)
         "__key__": f"{asset_id}_000",
         "normal.png": codec.encode_normal(normal, mask),
         "mask.png": codec.encode_mask(mask),
-        "depth.npy": codec.encode_npy(np.zeros((h, w), np.float32)),
+        "depth.npy.gz": codec.encode_depth(np.zeros((h, w), np.float32)),
         "rgb.png": codec.encode_rgb((rgb * 255).round().astype(np.uint8)),
         "camera.json": codec.encode_json(camera),
         "meta.json": codec.encode_json(meta),

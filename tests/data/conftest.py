@@ -39,7 +39,7 @@ def write_view(folder, asset_id, v, source, domain, rgb=True):
     members = {
         "normal.png": codec.encode_normal(a["normal"], a["mask"]),
         "mask.png": codec.encode_mask(a["mask"]),
-        "depth.npy": codec.encode_npy(a["depth"]),
+        "depth.npy.gz": codec.encode_depth(a["depth"]),
         "camera.json": codec.encode_json(cam),
         "meta.json": codec.encode_json(
             {"asset_id": asset_id, "view": v, "source": source, "domain": domain, "backend": "test", "version": "0"}

@@ -1,3 +1,4 @@
+import gzip
 import hashlib
 import json
 import tarfile
@@ -107,11 +108,17 @@ def test_split_is_stable_when_assets_are_added():
 
 def test_incomplete_views_reject_the_asset(make_render, tmp_path):
     render = make_render(ASSETS[:3])
-    (render / "views" / "s1" / "001.depth.npy").unlink()
+    (render / "views" / "s1" / "001.depth.npy.gz").unlink()
+    # a folder of the layout before depth.npy.gz (an uncompressed depth.npy) is rejected the same way
+    for gz in (render / "views" / "s2").glob("*.depth.npy.gz"):
+        gz.with_suffix("").write_bytes(gzip.decompress(gz.read_bytes()))
+        gz.unlink()
     out = tmp_path / "shards"
     write_shards(render, out, small_config(), INLINE)
     rows = {r["asset_id"]: r for r in mf.read_manifest(out)}
-    assert rows["s1"]["status"] == "rejected" and "view 001 lacks depth.npy" in rows["s1"]["reason"]
+    assert rows["s1"]["status"] == "rejected" and rows["s1"]["reason"] == "incomplete_view: view 001 lacks depth.npy.gz"
+    assert rows["s2"]["status"] == "rejected" and rows["s2"]["reason"] == "incomplete_view: view 000 lacks depth.npy.gz"
+    assert rows["s0"]["status"] == "accepted"
 
 
 def test_ray_fan_out_gives_the_same_shards(make_render, tmp_path, ray_local):

@@ -8,7 +8,7 @@ import pytest
 
 from hi3dgen.data import codec
 from hi3dgen.data.shards import ShardConfig, write_shards
-from hi3dgen.data.webds import shape_dataset, view_dataset, worker_skip
+from hi3dgen.data.webds import ShardStream, decode_view, shape_dataset, view_dataset, worker_skip
 from hi3dgen.parallel import ExecutorConfig
 from tests.data.conftest import RES, view_arrays
 
@@ -53,6 +53,20 @@ def test_view_reader_round_trips_exactly(shards):
             assert np.array_equal(s["depth"], a["depth"])
             assert s["camera"]["K"].shape == (3, 3) and s["camera"]["c2w"][2, 3] == 2.0 + int(v)
     assert seen == 3 * len(ASSETS)
+
+
+def test_the_view_decoder_gets_the_stored_gzip_bytes_of_depth(shards):
+    """webdataset decompresses `.gz` members only in its decode stage, which the readers do not use:
+    decode_view is handed the bytes the render stage wrote and decompresses them once."""
+    render = shards.parent / "render"
+    options = dict(shuffle=False, seed=0, resampled=False, start=0, batch_size=1, shuffle_buffer=1)
+    samples = list(ShardStream(shards, "views", "train", "any", dict, **options))
+    assert samples
+    for s in samples:
+        asset, v = s["__key__"].rsplit("_", 1)
+        stored = (render / "views" / asset / f"{v}.depth.npy.gz").read_bytes()
+        assert s["depth.npy.gz"] == stored and stored[:2] == b"\x1f\x8b"
+        assert np.array_equal(decode_view(s)["depth"], view_arrays(zlib.crc32(f"{asset}:{int(v)}".encode()))["depth"])
 
 
 def test_domain_filter_and_its_error(shards):
@@ -142,15 +156,23 @@ def test_a_torn_shard_is_named_with_how_to_rebuild_it(shards):
     said = str(exc.value)
     assert said.startswith(f"shard {tar} has {len(data) // 2} bytes: shards.json records {len(data)} bytes")
     assert entry["sha256"] in said and f"hi3dgen shard --in RENDER --out {shards}" in said
-    # The same size, but the second half zeroed (a tar reader takes zeros for its end) or the first
-    # header garbage: found as the shard is read.
+    # The same size, but the second half zeroed (a tar reader takes zeros for its end), the first
+    # header garbage, or a byte of a depth member flipped (its gzip checksum fails): found as the
+    # shard is read.
     half = len(data) // 2
     members = tarfile.open(fileobj=io.BytesIO(data)).getmembers()
     last = next(m.offset for m in members if m.name.split(".")[0] == members[-1].name.split(".")[0])
+    depth = next(m for m in members if m.name.endswith(".depth.npy.gz"))
+    at = depth.offset_data + depth.size // 2
     for torn, says in [
         (data[:half] + bytes(len(data) - half), "has a sample '.*' that cannot be decoded"),
         (data[:last] + bytes(len(data) - last), f"holds {entry['samples'] - 1} samples"),
         (b"\xff" * 512 + data[512:], r"cannot be read \(ReadError"),
+        (
+            data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1 :],
+            f"has a sample '{depth.name.split('.')[0]}' that cannot be decoded "
+            r"\(ValueError: depth.npy.gz cannot be decompressed",
+        ),
     ]:
         tar.write_bytes(torn)
         with pytest.raises(ValueError, match=f"^shard {tar} {says}"):

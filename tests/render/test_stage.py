@@ -16,7 +16,7 @@ from hi3dgen.render import RenderConfig, render_assets
 from hi3dgen_cli import main as cli
 
 INLINE = ExecutorConfig(kind="inline")
-MEMBERS = ("camera.json", "depth.npy", "mask.png", "meta.json", "normal.png", "rgb.png")
+MEMBERS = ("camera.json", "depth.npy.gz", "mask.png", "meta.json", "normal.png", "rgb.png")
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,7 @@ def test_render_assets_writes_view_samples_and_rows(inputs, tmp_path):
     d = tmp_path / "views" / "box"
     mask = codec.decode_mask((d / "001.mask.png").read_bytes())
     normal = codec.decode_normal((d / "001.normal.png").read_bytes())
-    depth = codec.decode_npy((d / "001.depth.npy").read_bytes())
+    depth = codec.decode_depth((d / "001.depth.npy.gz").read_bytes())
     assert mask.any() and not mask.all()
     np.testing.assert_allclose(np.linalg.norm(normal[mask], axis=-1), 1.0, atol=1e-4)
     assert (normal[~mask] == 0).all() and (depth[~mask] == 0).all() and (depth[mask] > 0).all()
