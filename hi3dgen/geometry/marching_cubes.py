@@ -186,25 +186,12 @@ def topology(values: torch.Tensor, max_faces: int, max_vertices: int) -> Topolog
     return Topology(edges, faces, face_count, vertex_count)
 
 
-def _edge_points(edges: torch.Tensor, resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Grid indices (..., 3) of the two ends of grid edges (ids as in `topology`)."""
-    r = resolution
-    point, d = edges // 7, edges % 7
-    ijk = torch.stack([point // r**2, point // r % r, point % r], dim=-1)
-    return ijk, ijk + _device_tables(edges.device)[3][d]
-
-
 def edge_ends(edges: torch.Tensor, resolution: int, bound: float) -> tuple[torch.Tensor, torch.Tensor]:
     """World positions (..., 3) of the two ends of grid edges (ids as in `topology`) of a grid of
     `resolution` points per side spanning [-bound, bound]^3."""
-    step = 2 * bound / (resolution - 1)
-    return tuple(ijk.float() * step - bound for ijk in _edge_points(edges, resolution))
-
-
-def edge_values(values: torch.Tensor, edges: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The grid values (B, V) at the two ends of each sample's edges (B, V) of grids (B, R, R, R)
-    (an unused vertex slot's edge may end outside the grid: it reads a value of the grid's end)."""
-    r = values.shape[1]
-    flat = values.reshape(len(values), -1)
-    ends = ((i * r + j) * r + k for i, j, k in (p.unbind(-1) for p in _edge_points(edges, r)))
-    return tuple(flat.gather(1, e.clamp(max=r**3 - 1)) for e in ends)
+    r = resolution
+    point, d = edges // 7, edges % 7
+    ijk = torch.stack([point // r**2, point // r % r, point % r], dim=-1)
+    step = 2 * bound / (r - 1)
+    dir_vec = _device_tables(edges.device)[3]
+    return ijk.float() * step - bound, (ijk + dir_vec[d]).float() * step - bound

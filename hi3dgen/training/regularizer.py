@@ -1,8 +1,8 @@
 """NoRLD's normal regularizer for a batch of latents, all on the device without a host sync:
 one decoder pass for the B latents, one batched SDF query of every sample's full grid (no
-gradients), marching cubes into fixed face/vertex budgets (`hi3dgen.geometry.marching_cubes`), one batched SDF query
-with gradients at the kept vertices (each placed at the zero crossing of its grid edge, then moved
-to first order with the SDF there: differentiable in z), then one rasterization of all
+gradients), marching cubes into fixed face/vertex budgets (`hi3dgen.geometry.marching_cubes`),
+one batched SDF query with gradients at the kept vertices' edge ends (each vertex placed at the
+zero crossing of its edge, so it is differentiable in z), then one rasterization of all
 samples x views and the masked normal error per sample.
 
 (`hi3dgen.geometry.mesh_extract.extract`, scikit-image marching cubes on the host, stays for the
@@ -19,7 +19,7 @@ import torch
 from torch.profiler import record_function
 
 from hi3dgen.config import flag
-from hi3dgen.geometry.marching_cubes import edge_ends, edge_values, topology
+from hi3dgen.geometry.marching_cubes import edge_ends, topology
 from hi3dgen.geometry.mesh_extract import ExtractConfig, edge_vertices, grid_points
 from hi3dgen.models.shape_vae import ShapeVAE
 from hi3dgen.render.diff_normals import normal_error, render_normal_batch
@@ -71,19 +71,6 @@ def sdf_grids(vae: ShapeVAE, tokens: torch.Tensor, extract: ExtractConfig) -> to
     return values.float().reshape(len(tokens), r, r, r)
 
 
-def crossing_moved(
-    vertices: torch.Tensor, pa: torch.Tensor, pb: torch.Tensor, fa: torch.Tensor, fb: torch.Tensor, f: torch.Tensor
-) -> torch.Tensor:
-    """The zero crossings `vertices` of edges (pa, pb) with grid values (fa, fb), made
-    differentiable through the SDF `f` queried (with gradients) at them: with the SDF linear along
-    the edge, a change d of it there moves the crossing by d / (fa - fb) of the edge. The values are
-    the vertices' own; the gradient is that of the crossing of re-queried edge ends, from one query
-    per vertex instead of two."""
-    den = fa - fb
-    den = torch.where(den.abs() < 1e-12, torch.full_like(den, 1e-12), den)
-    return vertices + (pb - pa) * ((f - f.detach()) / den)[..., None]
-
-
 def normal_regularizer(
     vae: ShapeVAE,
     z: torch.Tensor,
@@ -106,10 +93,8 @@ def normal_regularizer(
             top = top.trimmed()
     with record_function("reg.vertices"):
         pa, pb = edge_ends(top.edges, resolution, bound)
-        fa, fb = edge_values(grids, top.edges)
-        vertices = edge_vertices(pa, pb, fa, fb)
-        f = vae.query(tokens, vertices.to(tokens.dtype)).float()
-        vertices = crossing_moved(vertices, pa, pb, fa, fb, f)
+        f = vae.query(tokens, torch.cat([pa, pb], dim=1).to(tokens.dtype)).float()
+        vertices = edge_vertices(pa, pb, *f.chunk(2, dim=1))
     with torch.autocast(z.device.type, enabled=False), record_function("reg.render"):
         maps = render_normal_batch(vertices, top.faces, K, c2w, tuple(masks.shape[-2:]), cfg.backend)
         errors = normal_error(maps, normals.permute(0, 1, 3, 4, 2).float(), masks)

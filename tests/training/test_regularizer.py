@@ -105,33 +105,3 @@ def test_cuda_path_has_no_host_sync_and_matches_the_cpu_path(vae_path, tmp_path)
         torch.cuda.set_sync_debug_mode("default")
     assert torch.allclose(out.errors.detach().cpu(), cpu.errors, atol=0.02)
     assert torch.isfinite(zc.grad).all() and zc.grad.abs().sum() > 0
-
-
-def test_moved_crossings_have_the_values_and_gradients_of_requeried_edge_ends():
-    """One query per vertex (`crossing_moved`) against two (the edge ends queried again): the same
-    vertices, and, for an SDF whose change is uniform along each edge (a sphere's radius), the
-    same derivative, up to the SDF bending along the edge."""
-    from hi3dgen.geometry.marching_cubes import edge_ends, edge_values, topology
-    from hi3dgen.geometry.mesh_extract import edge_vertices, grid_points
-    from hi3dgen.training.regularizer import crossing_moved
-
-    radius = torch.tensor(0.3, dtype=torch.float64, requires_grad=True)
-
-    def sdf(x):
-        return x.norm(dim=-1) - radius
-
-    pts = grid_points(24, 0.55).double()
-    with torch.no_grad():
-        grid = sdf(pts)[None]
-    top = topology(grid, 8000, 5000)
-    n = int(top.vertex_count[0])
-    pa, pb = (p.double() for p in edge_ends(top.edges, 24, 0.55))
-    fa, fb = edge_values(grid, top.edges)
-    start = edge_vertices(pa, pb, fa, fb)
-    moved = crossing_moved(start, pa, pb, fa, fb, sdf(start))[0, :n]
-    requeried = edge_vertices(pa, pb, sdf(pa), sdf(pb))[0, :n]
-    assert torch.allclose(moved, requeried, atol=1e-12)
-    # the vertices' distance from the centre grows with the radius, about one for one
-    (g_moved,) = torch.autograd.grad(moved.norm(dim=-1).mean(), radius)
-    (g_requeried,) = torch.autograd.grad(requeried.norm(dim=-1).mean(), radius)
-    assert g_moved.item() == pytest.approx(g_requeried.item(), rel=1e-5) and 0.8 < g_moved.item() < 1.2
