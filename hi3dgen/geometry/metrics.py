@@ -65,9 +65,13 @@ def sample_surface(mesh, count: int, seed: int = 0) -> np.ndarray:
     return np.concatenate([pts, mesh.face_normals[face]], axis=1)
 
 
-def mesh_metrics(mesh, gt: np.ndarray, count: int = 10000, seed: int = 0) -> dict[str, float]:
+def mesh_metrics(mesh, gt: np.ndarray, count: int = 100_000, seed: int = 0) -> dict[str, float]:
     """Metrics of a predicted trimesh against ground-truth surface samples (N, 6). An empty or
-    missing prediction scores the worst values (chamfer inf, fscore 0, consistency 0)."""
+    missing prediction scores the worst values (chamfer inf, fscore 0, consistency 0).
+
+    At a 1% threshold the score is bounded by both point densities: the ground truth itself,
+    sampled with 10,000 points against 8,192 ground-truth points, scores F 0.69 (a box) and 0.59
+    (a sphere); with 100,000 against 32,768, 0.99 and 0.98."""
     if mesh is None or len(mesh.faces) == 0:
         return {"chamfer": float("inf"), "fscore": 0.0, "normal_consistency": 0.0}
     return surface_metrics(sample_surface(mesh, count, seed), gt)
