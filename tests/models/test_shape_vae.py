@@ -6,9 +6,9 @@ from hi3dgen.geometry.mesh_extract import ExtractConfig
 from hi3dgen.models.shape_vae import ShapeVAE, ShapeVAEConfig, farthest_points, vae_loss
 
 
-def tiny_vae() -> ShapeVAE:
+def tiny_vae(**model) -> ShapeVAE:
     torch.manual_seed(0)
-    return ShapeVAE(config.from_dict(ShapeVAEConfig, config.preset("vae", "tiny")["model"]))
+    return ShapeVAE(config.from_dict(ShapeVAEConfig, {**config.preset("vae", "tiny")["model"], **model}))
 
 
 def test_shapes_and_loss_parts():
@@ -75,8 +75,8 @@ def test_farthest_points_spread_over_the_set():
 def test_fps_queries_are_points_of_the_input():
     """The encoder's queries come from the input (no learned queries): permuting the points
     after the first keeps the latent up to the order of the tokens."""
-    vae = tiny_vae().eval()
-    assert vae.cfg.queries == "fps" and vae.queries is None
+    vae = tiny_vae(queries="fps").eval()
+    assert vae.queries is None
     surface = torch.randn(1, vae.cfg.num_points, 6)
     perm = torch.cat([torch.zeros(1, dtype=torch.long), 1 + torch.randperm(vae.cfg.num_points - 1)])
     a, b = vae.encode(surface).mean[0], vae.encode(surface[:, perm]).mean[0]
