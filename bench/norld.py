@@ -1,6 +1,6 @@
 """NoRLD: what the online normal regularizer costs and what it does, and generation latency.
 
-    python bench/norld.py vae      --data SHARDS --out RUN [--preset small] [--steps N]
+    python bench/norld.py vae      --data SHARDS --out RUN [--preset small|gpu] [--steps N] [--override JSON]
     python bench/norld.py speed    --vae RUN/model.pt --data SHARDS [--preset small] [--out bench.json]
     python bench/norld.py ablation --vae RUN/model.pt --data SHARDS --out DIR [--preset small] [--steps N]
     CUDA_LAUNCH_BLOCKING=1 python bench/norld.py profile --vae RUN/model.pt [--preset small] [--steps N]
@@ -52,7 +52,7 @@ def sync(device: torch.device) -> None:
 
 def data_layer(args) -> dict:
     """The bench's data and trainer flags as config overrides."""
-    data = {"shards": args.data, "in_memory": args.in_memory}
+    data = {"shards": args.data, **({"in_memory": True} if args.in_memory else {})}  # else the preset's
     if args.workers is not None:
         data["workers"] = args.workers
     return {"tracking.enabled": False, "data": data, "trainer": {"compile": False, "device": args.device}}
@@ -144,7 +144,8 @@ def generation_latency(args, repeats: int = 5) -> dict:
 
 
 def cmd_vae(args) -> dict:
-    cfg = build(VAERunConfig, args.preset, data_layer(args), {"trainer.steps": args.steps} if args.steps else {})
+    steps = {"trainer.steps": args.steps} if args.steps else {}
+    cfg = build(VAERunConfig, args.preset, data_layer(args), steps, json.loads(args.override or "{}"))
     start = time.perf_counter()
     metrics = train_vae(cfg, args.out)
     return {"seconds": time.perf_counter() - start, "steps": cfg.trainer.steps, **metrics}
@@ -282,6 +283,7 @@ def main() -> None:
     p.add_argument("--in-memory", action="store_true", help="decode the train shards once and keep them")
     p.add_argument("--weight", type=float, default=1.0, help="ablation: λ of the regularized run")
     p.add_argument("--sample-steps", type=int, default=25)
+    p.add_argument("--override", help="vae: config overrides as JSON, e.g. '{\"model.kl_weight\": 1e-4}'")
     args = p.parse_args()
     if args.command in ("speed", "profile"):
         args.steps = args.steps or {"speed": 20, "profile": 5}[args.command]

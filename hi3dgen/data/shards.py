@@ -5,9 +5,10 @@ Layout of OUT/:
                                   mask.png, depth.npy.gz, rgb.png (when rendered), camera.json,
                                   meta.json, byte for byte as the render stage wrote them
   shapes/{train,val}-{i:06d}.tar  one sample per asset, key `<asset_id>`: surface.npy (N, 6) float32
-                                  points and normals; sdf.npy (M, 4) float32 xyz and signed distance
+                                  points and normals; sharp.npy (K, 6) the same on sharp edges (K = 0
+                                  without any); sdf.npy (M, 4) float32 xyz and signed distance
                                   (negative inside; near-surface rows first, one block per sigma, then
-                                  uniform rows); normals.npy (V, H, W, 3) uint16 as stored in
+                                  near sharp edges, then uniform rows); normals.npy (V, H, W, 3) uint16 as stored in
                                   normal.png; masks.npy (V, H, W) bool; cameras.json; meta.json
   shards.json                     per set and split: shards with sample counts, per-domain counts and
                                   sha256; totals; the config
@@ -73,6 +74,9 @@ class ShardConfig:
     sdf_points: int = 16384
     uniform_fraction: float = 0.5  # share of SDF samples uniform in [-0.55, 0.55]^3
     near_sigmas: tuple[float, ...] = (0.005, 0.05)  # gaussian offsets of near-surface samples
+    sharp_points: int = 8192  # surface points on sharp edges (the encoder's share: ShapeVAEConfig.sharp_fraction)
+    sharp_angle: float = 15.0  # degrees: a dihedral angle above this makes an edge sharp (Dora)
+    sharp_sdf_fraction: float = 0.125  # share of SDF samples near sharp edges (Hunyuan3D-2.1)
     seed: int = 0
 
     def __post_init__(self):
@@ -87,7 +91,17 @@ class ShardConfig:
         return {
             k: v
             for k, v in dataclasses.asdict(self).items()
-            if k in ("surface_points", "sdf_points", "uniform_fraction", "near_sigmas", "seed")
+            if k
+            in (
+                "surface_points",
+                "sdf_points",
+                "uniform_fraction",
+                "near_sigmas",
+                "sharp_points",
+                "sharp_angle",
+                "sharp_sdf_fraction",
+                "seed",
+            )
         }
 
     def cache_key(self) -> str:
@@ -153,6 +167,9 @@ def compute_shape(item: dict) -> dict:
         sdf_points=geo["sdf_points"],
         near_sigmas=tuple(geo["near_sigmas"]),
         uniform_fraction=geo["uniform_fraction"],
+        sharp_points=geo["sharp_points"],
+        sharp_angle=geo["sharp_angle"],
+        sharp_sdf_fraction=geo["sharp_sdf_fraction"],
         seed=item["seed"],
     )
     stats = {k: out[k] for k in ("counts", "inside_fraction", "faces", "watertight")}
@@ -161,6 +178,7 @@ def compute_shape(item: dict) -> dict:
     np.savez(
         buf,
         surface=out["surface"],
+        sharp=out["sharp"],
         sdf=out["sdf"],
         mesh_vertices=np.asarray(mesh.vertices, np.float32),
         mesh_faces=np.asarray(mesh.faces, np.int32),
@@ -174,7 +192,7 @@ def _load_cache(path: Path, arrays: bool = True) -> dict:
     with np.load(path, allow_pickle=False) as z:
         out = {"stats": json.loads(str(z["stats"]))}
         if arrays:
-            out.update({k: z[k] for k in ("surface", "sdf", "mesh_vertices", "mesh_faces")})
+            out.update({k: z[k] for k in ("surface", "sharp", "sdf", "mesh_vertices", "mesh_faces")})
         return out
 
 
@@ -219,13 +237,16 @@ def _shape_sample(asset: dict) -> dict:
         "seed": asset["seed"],
         "views": list(range(len(views))),
         "surface_points": len(geo["surface"]),
+        "sharp_points": len(geo["sharp"]),
         "sdf_near_points": geo["stats"]["counts"]["near"],
+        "sdf_sharp_points": geo["stats"]["counts"]["sharp"],
         "sdf_uniform_points": geo["stats"]["counts"]["uniform"],
         **{k: geo["stats"][k] for k in ("inside_fraction", "faces", "watertight")},
     }
     return {
         "__key__": asset["asset_id"],
         "surface.npy": codec.encode_npy(geo["surface"]),
+        "sharp.npy": codec.encode_npy(geo["sharp"]),
         "sdf.npy": codec.encode_npy(geo["sdf"]),
         "normals.npy": codec.encode_npy(
             np.stack([codec.decode_normal_raw(f["normal.png"].read_bytes()) for f in views])

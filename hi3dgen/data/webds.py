@@ -89,10 +89,11 @@ def decode_view(sample: dict) -> dict:
 
 
 def decode_shape(sample: dict) -> dict:
-    """A raw shape sample -> key, asset_id, domain, source, surface (N, 6) float32, sdf (M, 4)
-    float32, normals (V, 3, H, W) float32 (lossless, as in decode_view), masks (V, H, W) bool,
-    cameras {K (V, 3, 3), c2w (V, 4, 4), width, height}; and a val sample's ground-truth `mesh`
-    (a trimesh), which evaluation compares reconstructions with."""
+    """A raw shape sample -> key, asset_id, domain, source, surface (N, 6) float32, sharp (K, 6)
+    float32 (points on sharp edges), sdf (M, 4) float32, normals (V, 3, H, W) float32 (lossless,
+    as in decode_view), masks (V, H, W) bool, cameras {K (V, 3, 3), c2w (V, 4, 4), width, height};
+    and a val sample's ground-truth `mesh` (a trimesh), which evaluation compares reconstructions
+    with."""
     meta = codec.decode_json(sample["meta.json"])
     mesh = {}
     if MESH_MEMBERS[0] in sample:
@@ -108,6 +109,7 @@ def decode_shape(sample: dict) -> dict:
         "domain": meta["domain"],
         "source": meta["source"],
         "surface": codec.decode_npy(sample["surface.npy"]),
+        "sharp": codec.decode_npy(sample["sharp.npy"]),
         "sdf": codec.decode_npy(sample["sdf.npy"]),
         "normals": np.ascontiguousarray(codec.normal_from_raw(raw).transpose(0, 3, 1, 2)),
         "masks": codec.decode_npy(sample["masks.npy"]),

@@ -109,6 +109,23 @@ def prepare(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
     return mesh
 
 
+def sharp_edge_samples(mesh: trimesh.Trimesh, count: int, angle: float, rng: np.random.Generator) -> np.ndarray:
+    """(count, 6) points uniform along the mesh's sharp edges (dihedral angle above `angle`
+    degrees, Dora's salient edges), each with the mean of its two faces' normals; (0, 6) when
+    the mesh has none. Vertices must be merged (`prepare`) for faces to share edges."""
+    sharp = mesh.face_adjacency_angles > np.radians(angle)
+    if not sharp.any() or count == 0:
+        return np.zeros((0, 6), np.float32)
+    ends = mesh.vertices[mesh.face_adjacency_edges[sharp]]  # (E, 2, 3)
+    normal = mesh.face_normals[mesh.face_adjacency[sharp]].sum(1)
+    normal /= np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-12)
+    length = np.linalg.norm(ends[:, 1] - ends[:, 0], axis=1)
+    edge = rng.choice(len(ends), count, p=length / length.sum())
+    t = rng.random((count, 1))
+    pts = ends[edge, 0] + t * (ends[edge, 1] - ends[edge, 0])
+    return np.concatenate([pts, normal[edge]], axis=1).astype(np.float32)
+
+
 def shape_samples(
     mesh: trimesh.Trimesh,
     *,
@@ -117,22 +134,32 @@ def shape_samples(
     near_sigmas: tuple[float, ...],
     uniform_fraction: float,
     seed: int,
+    sharp_points: int = 0,
+    sharp_angle: float = 15.0,
+    sharp_sdf_fraction: float = 0.0,
 ) -> dict:
-    """Surface points with normals (N, 6) and SDF samples (M, 4) (near-surface at each sigma in
-    equal shares, then uniform in the cube), all float32, deterministic for a seed; and the
+    """Surface points with normals (N, 6), points on sharp edges (`sharp_edge_samples`, K, 6) and
+    SDF samples (M, 4): near-surface at each sigma in equal shares, then near sharp edges (offset
+    by the smallest sigma; a `sharp_sdf_fraction` share, near-surface instead where the mesh has
+    no sharp edge), then uniform in the cube; all float32, deterministic for a seed; and the
     prepared mesh they were sampled from."""
     mesh = prepare(mesh)
     rng = np.random.default_rng(seed)
     pts, face = trimesh.sample.sample_surface(mesh, surface_points, seed=rng)
     surface = np.concatenate([pts, mesh.face_normals[face]], axis=1).astype(np.float32)
     n_uniform = int(round(sdf_points * uniform_fraction))
-    n_near = [(sdf_points - n_uniform) // max(len(near_sigmas), 1)] * len(near_sigmas)
+    sharp = sharp_edge_samples(mesh, sharp_points, sharp_angle, rng)
+    edge_base = sharp_edge_samples(mesh, int(round(sdf_points * sharp_sdf_fraction)), sharp_angle, rng)[:, :3]
+    n_sharp = len(edge_base)
+    n_near = [(sdf_points - n_uniform - n_sharp) // max(len(near_sigmas), 1)] * len(near_sigmas)
     if n_near:
-        n_near[0] += sdf_points - n_uniform - sum(n_near)
+        n_near[0] += sdf_points - n_uniform - n_sharp - sum(n_near)
     queries = []
     for n, sigma in zip(n_near, near_sigmas):
         base, _ = trimesh.sample.sample_surface(mesh, n, seed=rng)
         queries.append(base + rng.normal(0.0, sigma, base.shape))
+    if n_sharp:
+        queries.append(edge_base + rng.normal(0.0, min(near_sigmas), edge_base.shape))
     queries.append(rng.uniform(-UNIFORM_BOUND, UNIFORM_BOUND, (n_uniform, 3)))
     queries = np.concatenate(queries)
     sdf = MeshSDF(mesh).signed_distance(queries)
@@ -140,7 +167,8 @@ def shape_samples(
     return {
         "surface": surface,
         "sdf": np.concatenate([queries, sdf[:, None]], axis=1).astype(np.float32),
-        "counts": {"near": n_near, "uniform": n_uniform},
+        "sharp": sharp,
+        "counts": {"near": n_near, "sharp": n_sharp, "uniform": n_uniform},
         "inside_fraction": float((uniform < 0).mean()) if n_uniform else None,
         "faces": int(len(mesh.faces)),
         "watertight": bool(mesh.is_watertight),

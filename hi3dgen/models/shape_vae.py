@@ -1,7 +1,8 @@
 """Shape VAE: a set-latent autoencoder of 3D shapes (the representation of 3DShape2VecSet, Dora,
 TripoSG, Hunyuan3D-2), the latent space NoRLD generates in.
 
-Surface points with normals -> one cross-attention into a fixed set of learned latent queries ->
+Surface points with normals -> one cross-attention from L of those points (farthest-point sampled,
+3DShape2VecSet's point queries) into all of them ->
 a KL-regularized token set (L tokens x C channels) -> self-attention -> a decoder that answers the
 signed distance (negative inside) at any query point by cross-attending into the tokens. A set of
 tokens rather than a grid keeps the latent small and the decoder queryable anywhere, which mesh
@@ -31,10 +32,41 @@ class ShapeVAEConfig:
     enc_layers: int = 2  # self-attention blocks after the encoder's cross-attention
     dec_layers: int = 6  # self-attention blocks before the SDF query
     num_freqs: int = 8  # Fourier frequencies of the point embedding
+    queries: str = "fps"  # the encoder's queries: fps (L farthest-point-sampled input points) | learned
     num_points: int = 4096  # surface points the encoder sees per shape
+    sharp_fraction: float = 0.0  # the share of them on sharp edges (Dora), where a shape has any
     sdf_clamp: float = 0.1  # SDF targets and predictions are compared after clamping to +-this
-    kl_weight: float = 1e-3
+    # KL per latent element, against a clamped-L1 SDF loss of ~0.01-0.03 (3DShape2VecSet's 1e-3 is
+    # against occupancy BCE of ~0.1-0.7): 1e-3 held the KL at 0.3 and left half the held-out
+    # DetailVerse shapes without a surface; 1e-4 none (EXPERIMENTS.md, Shape VAE recipe)
+    kl_weight: float = 1e-4
     surface_weight: float = 1.0  # weight of the "SDF is zero on the surface" term
+
+    def __post_init__(self):
+        if self.queries not in QUERIES:
+            raise ValueError(f"queries must be one of {QUERIES}, not {self.queries!r}")
+        if self.queries == "fps" and self.num_latents > self.num_points:
+            raise ValueError(f"fps queries: num_latents {self.num_latents} > num_points {self.num_points}")
+
+
+QUERIES = ("fps", "learned")
+
+
+@torch.no_grad()
+@torch.compiler.disable
+def farthest_points(xyz: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices (B, k) of k farthest-point-sampled points of xyz (B, N, 3), starting at point 0
+    (the points arrive in random order, so the start is random)."""
+    b, n, _ = xyz.shape
+    rows = torch.arange(b, device=xyz.device)
+    idx = torch.zeros(b, k, dtype=torch.long, device=xyz.device)
+    dist = torch.full((b, n), float("inf"), device=xyz.device)
+    far = torch.zeros(b, dtype=torch.long, device=xyz.device)
+    for i in range(k):
+        idx[:, i] = far
+        dist = torch.minimum(dist, (xyz - xyz[rows, far][:, None]).float().pow(2).sum(-1))
+        far = dist.argmax(-1)
+    return idx
 
 
 class FourierEmbed(nn.Module):
@@ -134,7 +166,7 @@ class ShapeVAE(nn.Module):
         self.cfg = cfg
         w = cfg.width
         self.point_embed = FourierEmbed(cfg.num_freqs, 3, w)
-        self.queries = nn.Parameter(torch.randn(cfg.num_latents, w) * 0.02)
+        self.queries = nn.Parameter(torch.randn(cfg.num_latents, w) * 0.02) if cfg.queries == "learned" else None
         self.encode_cross = Block(w, cfg.heads, context_dim=w, self_attn=False)
         self.encode_blocks = nn.ModuleList(Block(w, cfg.heads) for _ in range(cfg.enc_layers))
         self.to_posterior = nn.Linear(w, 2 * cfg.latent_dim)
@@ -147,7 +179,11 @@ class ShapeVAE(nn.Module):
     def encode(self, surface: torch.Tensor) -> Posterior:
         """surface (B, N, 6) points + unit normals -> posterior over (B, L, C) tokens."""
         pts = self.point_embed(surface[..., :3], surface[..., 3:6])
-        h = self.queries[None].expand(surface.shape[0], -1, -1)
+        if self.queries is None:
+            idx = farthest_points(surface[..., :3], self.cfg.num_latents)
+            h = torch.gather(pts, 1, idx[..., None].expand(-1, -1, pts.shape[-1]))
+        else:
+            h = self.queries[None].expand(surface.shape[0], -1, -1)
         h = self.encode_cross(h, pts)
         for block in self.encode_blocks:
             h = block(h)
@@ -177,8 +213,10 @@ class ShapeVAE(nn.Module):
         return self.query(self.decode(z), xyz), post
 
     def sdf_fn(self, tokens: torch.Tensor):
-        """The SDF of one shape's decoder tokens (1, L, width) as a function (P, 3) -> (P,)."""
-        return lambda xyz: self.query(tokens, xyz[None].to(tokens.dtype))[0]
+        """The SDF of one shape's decoder tokens (1, L, width) as a function (P, 3) -> (P,). The
+        points stay in float32 (or wider) under bf16 autocast: bf16 would snap them to steps of
+        0.004 near the cube's faces and move the 2^k pi Fourier phases by up to 0.8 rad at k = 7."""
+        return lambda xyz: self.query(tokens, xyz[None].to(torch.promote_types(xyz.dtype, tokens.dtype)))[0]
 
     def extract_meshes(self, z: torch.Tensor, cfg: ExtractConfig) -> list[Mesh | None]:
         """Meshes of latents (B, L, C) with vertices differentiable in z (None: no surface)."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from hi3dgen.data.shapes import ShapeDataConfig
+from hi3dgen.geometry.sdf import sharp_edge_samples
 from hi3dgen.render.cameras import orbit_cameras
 from hi3dgen.render.embree import EmbreeBackend
 
@@ -21,9 +22,10 @@ def _cylinder_sdf(p: np.ndarray, radius: float, half_height: float) -> np.ndarra
     return np.minimum(d.max(-1), 0) + np.linalg.norm(np.maximum(d, 0), axis=-1)
 
 
-def toy_shape(index: int, seed: int, cfg: ShapeDataConfig, surface_points: int = 2048, sdf_points: int = 4096) -> dict:
+def toy_shape(index: int, seed: int, cfg: ShapeDataConfig, surface_points: int = 32768, sdf_points: int = 4096) -> dict:
     """One analytic shape (box, sphere or capped cylinder, longest side 1) as a decoded shape
-    sample: surface (N, 6), exact sdf (M, 4), normals (V, 3, H, W), masks, cameras, and its mesh."""
+    sample: surface (N, 6), sharp-edge points (K, 6), exact sdf (M, 4), normals (V, 3, H, W), masks,
+    cameras, and its mesh."""
     import trimesh
 
     rng = np.random.default_rng([seed, index])
@@ -49,6 +51,7 @@ def toy_shape(index: int, seed: int, cfg: ShapeDataConfig, surface_points: int =
         "key": f"toy_{seed}_{index:05d}",
         "asset_id": f"toy_{seed}_{index:05d}",
         "surface": np.concatenate([pts, mesh.face_normals[face]], 1).astype(np.float32),
+        "sharp": sharp_edge_samples(mesh, surface_points // 4, 15.0, rng),
         "sdf": np.concatenate([queries, sdf(queries)[:, None]], 1).astype(np.float32),
         "mesh": mesh,
         "normals": np.stack([v.normal.transpose(2, 0, 1) for v in views]).astype(np.float32),

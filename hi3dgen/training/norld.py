@@ -71,6 +71,7 @@ def fit_to_vae(cfg: NoRLDRunConfig) -> NoRLDRunConfig:
     data = dataclasses.replace(
         cfg.data,
         surface_points=vae_model["num_points"],
+        sharp_fraction=vae_model["sharp_fraction"],
         views=max(1, cfg.reg.views),
         view_size=cfg.reg.render_size,
         cond_size=cfg.model.image_size,

@@ -65,8 +65,11 @@ class VAERunConfig:
     vis_views: int = 2
 
     def __post_init__(self):
-        # derived, not set: the encoder's input size is the model's
-        object.__setattr__(self, "data", dataclasses.replace(self.data, surface_points=self.model.num_points))
+        # derived, not set: the encoder's input is the model's
+        data = dataclasses.replace(
+            self.data, surface_points=self.model.num_points, sharp_fraction=self.model.sharp_fraction
+        )
+        object.__setattr__(self, "data", data)
 
 
 class VAETrainer(Trainer):

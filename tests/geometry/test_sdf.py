@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import trimesh
 
-from hi3dgen.geometry.sdf import MeshSDF, shape_samples, split_long_faces
+from hi3dgen.geometry.sdf import MeshSDF, prepare, shape_samples, sharp_edge_samples, split_long_faces
 
 RNG = np.random.default_rng(0)
 POINTS = RNG.uniform(-0.55, 0.55, (3000, 3))
@@ -93,10 +93,40 @@ def test_shape_samples_are_deterministic_with_right_layout():
     assert not np.array_equal(a["sdf"], shape_samples(mesh, seed=8, **kw)["sdf"])
     assert a["surface"].shape == (300, 6) and a["sdf"].shape == (1000, 4)
     assert a["surface"].dtype == a["sdf"].dtype == np.float32
-    assert a["counts"] == {"near": [300, 300], "uniform": 400}
+    assert a["counts"] == {"near": [300, 300], "sharp": 0, "uniform": 400}
+    assert a["sharp"].shape == (0, 6)  # a smooth sphere has no sharp edge
     assert (np.einsum("ij,ij->i", a["surface"][:, :3], a["surface"][:, 3:]) > 0).all()
     near = a["sdf"][:300]
     assert np.abs(near[:, 3]).mean() < 0.01
     uniform = a["sdf"][600:, :3]
     assert np.abs(uniform).max() <= 0.55
     assert a["inside_fraction"] == pytest.approx(4 / 3 * np.pi * 0.125 / 1.1**3, abs=0.08)
+
+
+def test_sharp_edge_samples_lie_on_the_edges_of_a_box():
+    half = np.array([0.5, 0.3, 0.2])
+    box = prepare(trimesh.creation.box(2 * half))
+    a = sharp_edge_samples(box, 500, 15.0, np.random.default_rng(3))
+    assert a.shape == (500, 6) and a.dtype == np.float32
+    assert np.array_equal(a, sharp_edge_samples(box, 500, 15.0, np.random.default_rng(3)))
+    on_face = np.isclose(np.abs(a[:, :3]), half, atol=1e-6)
+    assert (on_face.sum(1) >= 2).all()  # on two faces at once: on an edge, not a face diagonal
+    assert np.allclose(np.linalg.norm(a[:, 3:], axis=1), 1, atol=1e-6)
+    assert (np.einsum("ij,ij->i", a[:, :3], a[:, 3:]) > 0).all()  # the mean normal points out
+    # length-weighted: the share on the 4 edges along x is their share of the total length
+    along_x = (~on_face[:, 0]).mean()
+    assert along_x == pytest.approx(0.5 / (0.5 + 0.3 + 0.2), abs=0.07)
+    sphere = prepare(trimesh.creation.icosphere(subdivisions=3, radius=0.5))
+    assert sharp_edge_samples(sphere, 100, 15.0, np.random.default_rng(0)).shape == (0, 6)
+    assert len(sharp_edge_samples(sphere, 100, 1.0, np.random.default_rng(0))) == 100  # all edges above 1 degree
+
+
+def test_shape_samples_near_sharp_edges():
+    half = np.array([0.5, 0.3, 0.2])
+    box = trimesh.creation.box(2 * half)
+    kw = dict(surface_points=200, sdf_points=1000, near_sigmas=(0.005, 0.05), uniform_fraction=0.4)
+    a = shape_samples(box, seed=1, sharp_points=64, sharp_sdf_fraction=0.2, **kw)
+    assert a["counts"] == {"near": [200, 200], "sharp": 200, "uniform": 400}
+    assert a["sharp"].shape == (64, 6) and a["sdf"].shape == (1000, 4)
+    rows = a["sdf"][400:600, :3]  # within a few sigmas of an edge: two coordinates near +-half
+    assert (np.sort(np.abs(np.abs(rows) - half), axis=1)[:, 1] < 0.03).all()

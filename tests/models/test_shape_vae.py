@@ -1,13 +1,14 @@
+import pytest
 import torch
 
 from hi3dgen import config
 from hi3dgen.geometry.mesh_extract import ExtractConfig
-from hi3dgen.models.shape_vae import ShapeVAE, ShapeVAEConfig, vae_loss
+from hi3dgen.models.shape_vae import ShapeVAE, ShapeVAEConfig, farthest_points, vae_loss
 
 
-def tiny_vae() -> ShapeVAE:
+def tiny_vae(**model) -> ShapeVAE:
     torch.manual_seed(0)
-    return ShapeVAE(config.from_dict(ShapeVAEConfig, config.preset("vae", "tiny")["model"]))
+    return ShapeVAE(config.from_dict(ShapeVAEConfig, {**config.preset("vae", "tiny")["model"], **model}))
 
 
 def test_shapes_and_loss_parts():
@@ -56,3 +57,29 @@ def test_extract_meshes_uses_the_decoder():
     z = torch.randn(2, vae.cfg.num_latents, vae.cfg.latent_dim)
     meshes = vae.extract_meshes(z, ExtractConfig(resolution=8))
     assert len(meshes) == 2
+
+
+def test_farthest_points_spread_over_the_set():
+    xyz = torch.rand(2, 500, 3, generator=torch.Generator().manual_seed(0))
+    idx = farthest_points(xyz, 32)
+    assert idx.shape == (2, 32) and torch.equal(idx, farthest_points(xyz, 32))
+    assert all(len(set(row.tolist())) == 32 for row in idx) and (idx[:, 0] == 0).all()
+    picked = xyz[0, idx[0]]
+    gap = torch.cdist(picked, picked).fill_diagonal_(9).min()
+    rand = xyz[0, :32]
+    assert gap > 2 * torch.cdist(rand, rand).fill_diagonal_(9).min()  # far apart, unlike a random subset
+    cover = torch.cdist(xyz[0], picked).min(1).values.max()
+    assert cover < gap  # every point lies nearer to a picked one than picked ones to each other
+
+
+def test_fps_queries_are_points_of_the_input():
+    """The encoder's queries come from the input (no learned queries): permuting the points
+    after the first keeps the latent up to the order of the tokens."""
+    vae = tiny_vae(queries="fps").eval()
+    assert vae.queries is None
+    surface = torch.randn(1, vae.cfg.num_points, 6)
+    perm = torch.cat([torch.zeros(1, dtype=torch.long), 1 + torch.randperm(vae.cfg.num_points - 1)])
+    a, b = vae.encode(surface).mean[0], vae.encode(surface[:, perm]).mean[0]
+    assert torch.allclose(a.sort(0).values, b.sort(0).values, atol=1e-5)
+    with pytest.raises(ValueError, match="num_latents"):
+        ShapeVAEConfig(num_latents=64, num_points=32)

@@ -1,17 +1,21 @@
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
 from hi3dgen.config import build
+from hi3dgen.data.shapes import prepare_shape
 from hi3dgen.models.shape_vae import ShapeVAE
 from hi3dgen.synthesis.toy import toy_shape
 from hi3dgen.training.vae import VAERunConfig, VAETrainer, build_data, train_vae
 
 
-def tiny(steps: int, **trainer):
+def tiny(steps: int, sharp: float = 0.0, **trainer):
     data = {"toy_train": 8, "val_shapes": 2, "vis_shapes": 1}
     trainer = {"steps": steps, "log_every": 1, "ckpt_every": 10, **trainer}
-    return build(VAERunConfig, "tiny", {"tracking.enabled": False, "data": data, "trainer": trainer})
+    layer = {"tracking.enabled": False, "data": data, "trainer": trainer, "model.sharp_fraction": sharp}
+    return build(VAERunConfig, "tiny", layer)
 
 
 def make_trainer(cfg, out):
@@ -22,7 +26,10 @@ def make_trainer(cfg, out):
 def test_toy_shapes_follow_the_shape_sample_contract():
     cfg = tiny(1).data
     s = toy_shape(0, 0, cfg)
-    assert s["surface"].shape == (2048, 6) and s["sdf"].shape == (4096, 4)
+    assert s["surface"].shape == (32768, 6) and s["sdf"].shape == (4096, 4)
+    assert s["sharp"].shape == (8192, 6)  # a box: its 12 edges
+    assert (np.isclose(np.abs(s["sharp"][:, :3]), np.abs(s["sharp"][:, :3]).max(0), atol=1e-5).sum(1) >= 2).all()
+    assert toy_shape(1, 0, cfg)["sharp"].shape == (0, 6)  # a sphere has none
     assert np.allclose(np.linalg.norm(s["surface"][:, 3:], axis=1), 1, atol=1e-5)
     assert np.ptp(s["surface"][:, :3], axis=0).max() == pytest.approx(1.0, abs=1e-3)  # unit cube
     v = len(s["normals"])
@@ -36,11 +43,32 @@ def test_toy_shapes_follow_the_shape_sample_contract():
     assert 0 < inside.mean() < 1
 
 
-def test_loss_falls_on_a_tiny_set(tmp_path):
-    t = make_trainer(tiny(80), tmp_path / "run")
+def test_encoder_input_takes_its_share_from_sharp_edges():
+    data = tiny(1, sharp=0.25).data
+    box = toy_shape(0, 0, data)
+    a, b = (prepare_shape(box, data, np.random.default_rng(4)) for _ in range(2))
+    assert np.array_equal(a["surface"], b["surface"])  # deterministic for a seed
+    n_sharp = round(0.25 * data.surface_points)
+    assert a["surface"].shape == (data.surface_points, 6)
+    sharp_rows = {tuple(r) for r in box["sharp"]}
+    assert sum(tuple(r) in sharp_rows for r in a["surface"]) == n_sharp
+    assert all(tuple(r) in sharp_rows for r in a["surface"][-n_sharp:])
+    sphere = prepare_shape(toy_shape(1, 0, data), data, np.random.default_rng(4))  # no sharp edges: all uniform
+    blocks = {**box, "sdf": np.arange(16000, dtype=np.float32).reshape(4000, 4)}
+    rows = prepare_shape(blocks, data, None)["sdf"][:, 0] // 4  # validation's fixed rows
+    assert len(set(rows)) == data.sdf_points and rows.min() == 0 and rows.max() > 3900  # every block, not the first
+    assert sphere["surface"].shape == (data.surface_points, 6)
+
+
+@pytest.mark.parametrize("queries", ["learned", "fps"])
+def test_loss_falls_and_signs_are_learned_on_a_tiny_set(tmp_path, queries):
+    cfg = tiny(80)
+    t = make_trainer(dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, queries=queries)), tmp_path / "run")
     t.train()
     losses = [h["train/loss"] for h in t.history]
     assert np.mean(losses[-20:]) < 0.7 * np.mean(losses[:10])
+    signs = [h["train/sign_acc"] for h in t.history]
+    assert np.mean(signs[-20:]) > np.mean(signs[:10]) + 0.05
     assert (tmp_path / "run" / "model.pt").exists()
 
 
