@@ -3,7 +3,7 @@
     python bench/norld.py vae      --data SHARDS --out RUN [--preset small|gpu] [--steps N] [--override JSON]
     python bench/norld.py speed    --vae RUN/model.pt --data SHARDS [--preset small] [--out bench.json]
     python bench/norld.py ablation --vae RUN/model.pt --data SHARDS --out DIR [--preset small] [--steps N]
-    CUDA_LAUNCH_BLOCKING=1 python bench/norld.py profile --vae RUN/model.pt [--preset small] [--steps N]
+    python bench/norld.py profile  --vae RUN/model.pt [--preset small]
 
 `speed`: the trainer's own step (fused AdamW, EMA, clipping; bf16 autocast on CUDA, no
 torch.compile so timings exclude compilation) with λ = 0 and with the preset's regularizer on
@@ -11,10 +11,10 @@ every step (share 1.0), their ratio (one table on stderr, the JSON on stdout and
 generation latency (NiRNE at 512^2, NoRLD Euler sampling with CFG, VAE decode and marching cubes)
 with untrained NiRNE and NoRLD weights (latency does not depend on them). `ablation`: λ > 0 vs
 λ = 0 with the same data, steps and seed, each evaluated on the val split (Chamfer, F-score,
-normal consistency, NE/SNE of rendered normals). `profile`: the time per regularized step in each of
-the library's `record_function` ranges (loss; the regularizer: decode, SDF grid, marching cubes,
-vertices, rendering; backward). Runs on
-CPU too (without MLflow).
+normal consistency, NE/SNE of rendered normals). `profile`: the device time of each part of the
+regularizer called alone (decode, SDF grid, marching cubes, vertices, rendering; the whole forward
+and forward + backward) and, on CUDA, whether it runs without a host sync. Runs on CPU too
+(without MLflow).
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import statistics
 import sys
 import time
@@ -196,46 +195,91 @@ def print_speed(r: dict) -> None:
         print(f"  {k:<{width}}  {v}", file=sys.stderr)
 
 
-PROFILED = (
-    "trainer.loss",
-    "norld.reg",
-    "reg.decode",
-    "reg.sdf_grid",
-    "reg.marching_cubes",
-    "reg.vertices",
-    "reg.render",
-    "trainer.backward",
-)
+def _median_ms(fn, device: torch.device, repeats: int = 10, warmup: int = 3) -> float:
+    """Median device milliseconds of `fn()` alone (CUDA events; wall clock on the CPU)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        if device.type == "cuda":
+            begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            begin.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(begin.elapsed_time(end))
+        else:
+            fn()
+            times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
 
 
 def cmd_profile(args) -> dict:
-    """Where a regularized step's time goes: the library's `record_function` ranges over `--steps`
-    steps with the regularizer on each, run with CUDA_LAUNCH_BLOCKING=1 (set by the caller) so
-    that each range's wall time includes its kernels."""
-    from torch.profiler import ProfilerActivity, profile
+    """Where the regularizer's time goes: each part called alone on the same `max_samples` val
+    latents and views (decode, SDF grid, marching cubes, vertex queries, rendering), the whole
+    forward, and forward + backward, median of 10; on CUDA also whether forward + backward runs
+    under `set_sync_debug_mode("error")` (no host sync)."""
+    from hi3dgen.geometry.marching_cubes import edge_ends, topology
+    from hi3dgen.geometry.mesh_extract import edge_vertices
+    from hi3dgen.render.diff_normals import normal_error, render_normal_batch
+    from hi3dgen.training import regularizer as R
 
-    cfg = norld_config(args, {"reg": {"share": 1.0, "t_min": 0.0, "t_max": 1.0}})
+    cfg = norld_config(args)
     t = make_trainer(cfg, Path(args.out or "bench_norld") / "profile")
-    batches = [next(t.data) for _ in range(2)]
-    for i in range(args.warmup):
-        t.train_step(batches[i % 2])
-    sync(t.device)
-    start = time.perf_counter()
-    # CPU events only: with CUDA activity too, torch 2.11 grouped each range with its device-side
-    # annotation and reported 0 ms CPU time for it (seen on the H200)
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        for i in range(args.steps):
-            t.train_step(batches[i % 2])
-        sync(t.device)
-    step_ms = (time.perf_counter() - start) * 1e3 / args.steps
-    ranges = {e.key: e.cpu_time_total / 1e3 / args.steps for e in prof.key_averages() if e.key in PROFILED}
-    return {
-        "step_ms": step_ms,
-        "launch_blocking": os.environ.get("CUDA_LAUNCH_BLOCKING") == "1",
-        "samples": cfg.reg.max_samples,
-        "views": cfg.reg.views,
-        "ms_per_step": {k: ranges.get(k) for k in PROFILED},
-    }
+    batch, rc, dev = t._to_device(next(t.data)), cfg.reg, t.device
+    n = rc.max_samples
+    with torch.no_grad():
+        z0 = t.vae.encode(batch["surface"][:n]).mean
+    views = [batch[k][:n, : rc.views] for k in ("normals", "masks", "K", "c2w")]
+
+    def forward_backward():
+        z = z0.clone().requires_grad_(True)
+        with t._autocast():
+            out = R.normal_regularizer(t.vae, z, *views, rc)
+        out.errors.sum().backward()
+        return out
+
+    result = {"samples": n, "views": rc.views, "grid": rc.extract.resolution, "max_faces": rc.max_faces}
+    if dev.type == "cuda":
+        forward_backward()
+        sync(dev)
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            forward_backward()
+            result["host_sync"] = "none"
+        except RuntimeError as exc:
+            result["host_sync"] = str(exc).splitlines()[0]
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    with t._autocast(), torch.no_grad():
+        tokens = t.vae.decode(z0)
+        grids = R.sdf_grids(t.vae, tokens, rc.extract)
+        top = topology(grids, rc.max_faces, R.vertex_budget(rc.max_faces))
+        pa, pb = edge_ends(top.edges, rc.extract.resolution, rc.extract.bound)
+
+        def vertices():
+            f = t.vae.query(tokens, torch.cat([pa, pb], dim=1).to(tokens.dtype)).float()
+            return edge_vertices(pa, pb, *f.chunk(2, dim=1))
+
+        def render():
+            maps = render_normal_batch(vert, top.faces, *views[2:], tuple(views[1].shape[-2:]), rc.backend)
+            return normal_error(maps, views[0].permute(0, 1, 3, 4, 2).float(), views[1])
+
+        vert = vertices()
+        parts = {
+            "decode": lambda: t.vae.decode(z0),
+            "sdf_grid": lambda: R.sdf_grids(t.vae, tokens, rc.extract),
+            "marching_cubes": lambda: topology(grids, rc.max_faces, R.vertex_budget(rc.max_faces)),
+            "vertices": vertices,
+            "render": render,
+            "forward": lambda: R.normal_regularizer(t.vae, z0, *views, rc),
+        }
+        result["ms"] = {name: _median_ms(fn, dev) for name, fn in parts.items()}
+    result["ms"]["forward_backward"] = _median_ms(forward_backward, dev)
+    result["faces"] = top.face_count.tolist()
+    return result
 
 
 def cmd_ablation(args) -> dict:
@@ -285,8 +329,8 @@ def main() -> None:
     p.add_argument("--sample-steps", type=int, default=25)
     p.add_argument("--override", help="vae: config overrides as JSON, e.g. '{\"model.kl_weight\": 1e-4}'")
     args = p.parse_args()
-    if args.command in ("speed", "profile"):
-        args.steps = args.steps or {"speed": 20, "profile": 5}[args.command]
+    if args.command == "speed":
+        args.steps = args.steps or 20
     commands = {"vae": cmd_vae, "speed": cmd_speed, "profile": cmd_profile, "ablation": cmd_ablation}
     result = commands[args.command](args)
     print(json.dumps(result, indent=2, default=float))
