@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hi3dgen.config import build  # noqa: E402
 from hi3dgen.data.toy import toy_batch  # noqa: E402
-from hi3dgen.models.nirne import build_nirne  # noqa: E402
+from hi3dgen.models.backbones import build_nirne  # noqa: E402
 from hi3dgen.training.nirne import NiRNERunConfig, NiRNETrainer  # noqa: E402
 
 DATASHEET_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0}  # dense, SXM

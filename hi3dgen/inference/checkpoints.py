@@ -10,7 +10,8 @@ import torch
 
 from hi3dgen import checkpoint
 from hi3dgen.config import from_dict
-from hi3dgen.models.nirne import NiRNEBase, NiRNEConfig, build_nirne
+from hi3dgen.models.backbones import build_nirne
+from hi3dgen.models.nirne import NiRNEBase, NiRNEConfig
 from hi3dgen.models.norld import NoRLD, NoRLDConfig
 from hi3dgen.models.shape_vae import ShapeVAE, ShapeVAEConfig
 

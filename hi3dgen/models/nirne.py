@@ -9,7 +9,8 @@ At inference no noise is injected unless asked for.
 
 Two backbones (`backbone`): `unet`, the small convolutional U-Net here, trained from scratch; `sd`, a
 pretrained Stable Diffusion 2.x / StableNormal U-Net in the latent space of its VAE
-(`hi3dgen.models.nirne_sd`, imported only when asked for: it needs diffusers). Both keep the
+(`hi3dgen.models.nirne_sd`; `hi3dgen.models.backbones.build_nirne` builds either, importing
+diffusers only when asked for). Both keep the
 `clean_stream.*` / `noisy_stream.*` / `fusion.*` state-dict layout and the two-stage training.
 """
 
@@ -223,15 +224,6 @@ class NiRNE(NiRNEBase):
             feats = [f + proj(c) for f, c, proj in zip(feats, clean, self.fusion)]
         out = self.decoder(feats, x, emb)
         return F.normalize(out.float(), dim=1, eps=1e-6)
-
-
-def build_nirne(cfg: NiRNEConfig) -> NiRNEBase:
-    """The model `cfg.backbone` names (the sd one imports diffusers, so only when asked for)."""
-    if cfg.backbone == "sd":
-        from hi3dgen.models.nirne_sd import NiRNESD
-
-        return NiRNESD(cfg)
-    return NiRNE(cfg)
 
 
 def load_stream_weights(stream: nn.Module, path: str | Path, prefix: str) -> None:

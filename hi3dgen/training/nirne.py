@@ -23,7 +23,8 @@ from hi3dgen.data.batches import collate
 from hi3dgen.data.views import ViewBatches, ViewDataConfig, eval_views, prepare_view, train_stream
 from hi3dgen.eval.normals import NormalMetrics, NormalMetricsConfig, angular_error_deg
 from hi3dgen.inference.checkpoints import nirne_from_state
-from hi3dgen.models.nirne import NiRNEBase, NiRNEConfig, build_nirne
+from hi3dgen.models.backbones import build_nirne
+from hi3dgen.models.nirne import NiRNEBase, NiRNEConfig
 from hi3dgen.training.tracking import TrackingConfig
 from hi3dgen.training.trainer import Trainer, TrainerConfig, init_distributed
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 
-from hi3dgen.models.nirne import NiRNEConfig, SDBackboneConfig, build_nirne
+from hi3dgen.models.backbones import build_nirne
+from hi3dgen.models.nirne import NiRNEConfig, SDBackboneConfig
 from hi3dgen.models.nirne_sd import NiRNESD, backbone_parts, sd_alpha_bar
 
 HINT = (8, 16)  # the ControlNet's hint encoder: one level per 2x of the tiny VAE
