@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 
 from bench.rebuild import add_build_args, build_configs, shard_digest
+from hi3dgen import manifest as mf
 from hi3dgen.assets import mesh as am
-from hi3dgen.data import manifest as mf
 from hi3dgen.data.shards import ShardConfig, write_shards
 from hi3dgen.filtering.filter import FilterConfig, filter_assets
 from hi3dgen.parallel import fan_out

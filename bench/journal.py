@@ -1,4 +1,4 @@
-"""Journal appends: the cost of recording N finished items of a stage (`hi3dgen.data.manifest.Journal`),
+"""Journal appends: the cost of recording N finished items of a stage (`hi3dgen.manifest.Journal`),
 total and per row at growing N, so a cost that grows with the journal shows. Also the cost of
 reading it back (what a resuming run does once) and of the closure digest of a stage's code.
 
@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from hi3dgen import lineage
-from hi3dgen.data import manifest as mf
+from hi3dgen import manifest as mf
 
 
 def row(i: int) -> dict:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import psutil
 
-from hi3dgen.data import manifest as mf
+from hi3dgen import manifest as mf
 from hi3dgen.data.shards import INDEX, ShardConfig, write_shards
 from hi3dgen.filtering.filter import FilterConfig, filter_assets
 from hi3dgen.parallel import KINDS, ExecutorConfig

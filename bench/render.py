@@ -29,7 +29,7 @@ import trimesh
 
 from hi3dgen.assets.mesh import normalize
 from hi3dgen.data.cameras import Camera
-from hi3dgen.data.manifest import asset_seed
+from hi3dgen.manifest import asset_seed
 from hi3dgen.render import backend as rb
 from hi3dgen.render.cameras import orbit_cameras
 

@@ -29,8 +29,8 @@ from typing import Annotated
 from tqdm import tqdm
 
 from hi3dgen import io, lineage
+from hi3dgen import manifest as mf
 from hi3dgen.config import flag
-from hi3dgen.data import manifest as mf
 
 KINDS = ("ray", "process", "inline")
 

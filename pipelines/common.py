@@ -10,9 +10,8 @@ from pathlib import Path
 
 import yaml
 
-from hi3dgen import tracking
+from hi3dgen import manifest, tracking
 from hi3dgen.config import from_dict
-from hi3dgen.data import manifest
 from hi3dgen.parallel import ExecutorConfig
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,6 +1,6 @@
 """DVC stage `shard`: WebDataset view and shape shards, split train/val by asset."""
 
-from hi3dgen.data import manifest
+from hi3dgen import manifest
 from hi3dgen.data.shards import ShardConfig, write_shards
 from pipelines.common import OUT, executor, log_rows, section_config, stage
 

@@ -7,8 +7,8 @@ import dataclasses
 import json
 from pathlib import Path
 
-from hi3dgen import config, io, lineage
-from hi3dgen.data import manifest, webds
+from hi3dgen import config, io, lineage, manifest
+from hi3dgen.data import webds
 from hi3dgen.training.launch import LaunchConfig, launch
 from pipelines.common import MODELS, SHARDS, params
 

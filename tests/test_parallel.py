@@ -8,7 +8,7 @@ import sys
 import cloudpickle
 import pytest
 
-from hi3dgen.data import manifest as mf
+from hi3dgen import manifest as mf
 from hi3dgen.parallel import ExecutorConfig, fan_out, run_stage
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])

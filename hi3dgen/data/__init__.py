@@ -1,4 +1,4 @@
-"""Data contracts: sample encoding, cameras, manifests, WebDataset shards, their readers and the
+"""Data contracts: sample encoding, cameras, WebDataset shards, their readers and the
 batches training draws from them."""
 
 DOMAINS = ("real", "synthetic")  # the `domain` of a view or shape sample (its meta.json)

@@ -14,8 +14,8 @@ import statistics
 from pathlib import Path
 
 from hi3dgen import io, lineage
+from hi3dgen import manifest as mf
 from hi3dgen.assets import mesh as am
-from hi3dgen.data import manifest as mf
 from hi3dgen.parallel import ExecutorConfig, code_key, run_stage
 
 METRICS_FILE = "metrics.json"

@@ -10,11 +10,11 @@ import os
 from pathlib import Path
 
 from hi3dgen import io
+from hi3dgen import manifest as mf
 from hi3dgen.assets import mesh as am
 from hi3dgen.data import codec
-from hi3dgen.data import manifest as mf
 from hi3dgen.data.cameras import Camera
-from hi3dgen.data.manifest import asset_seed
+from hi3dgen.manifest import asset_seed
 from hi3dgen.parallel import ExecutorConfig, run_stage
 from hi3dgen.render import backend as rb
 from hi3dgen.render.cameras import orbit_cameras

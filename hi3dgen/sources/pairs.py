@@ -18,8 +18,8 @@ import numpy as np
 
 import hi3dgen
 from hi3dgen import io
+from hi3dgen import manifest as mf
 from hi3dgen.data import DOMAINS, codec, shards
-from hi3dgen.data import manifest as mf
 from hi3dgen.images import read_image
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")

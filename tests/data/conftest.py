@@ -8,7 +8,7 @@ import trimesh
 
 from hi3dgen.assets.mesh import save_glb
 from hi3dgen.data import codec
-from hi3dgen.data.manifest import write_manifest
+from hi3dgen.manifest import write_manifest
 
 RES = 32
 

@@ -3,7 +3,7 @@ import hashlib
 import json
 import tarfile
 
-from hi3dgen.data import manifest as mf
+from hi3dgen import manifest as mf
 from hi3dgen.data.shards import ShardConfig, assign_splits, write_shards
 from hi3dgen.parallel import ExecutorConfig
 

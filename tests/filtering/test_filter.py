@@ -3,8 +3,8 @@ import json
 import numpy as np
 import trimesh
 
+from hi3dgen import manifest as mf
 from hi3dgen.assets import mesh as am
-from hi3dgen.data import manifest as mf
 from hi3dgen.filtering import FilterConfig, filter_assets
 from hi3dgen.parallel import ExecutorConfig
 from hi3dgen_cli import main

@@ -10,7 +10,7 @@ import trimesh
 from hi3dgen import io
 from hi3dgen.assets.mesh import normalize, save_glb
 from hi3dgen.data import codec
-from hi3dgen.data.manifest import read_manifest, write_manifest
+from hi3dgen.manifest import read_manifest, write_manifest
 from hi3dgen.parallel import ExecutorConfig
 from hi3dgen.render import RenderConfig, render_assets
 from hi3dgen_cli import main as cli

@@ -4,7 +4,7 @@ import pytest
 import trimesh
 
 import hi3dgen_cli
-from hi3dgen.data.manifest import read_manifest
+from hi3dgen.manifest import read_manifest
 from tests.sources import files
 
 

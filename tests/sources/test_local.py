@@ -9,7 +9,7 @@ import pytest
 import trimesh
 
 from hi3dgen.assets.mesh import ASSET_ID_RE, load_glb
-from hi3dgen.data.manifest import read_manifest
+from hi3dgen.manifest import read_manifest
 from hi3dgen.parallel import ExecutorConfig
 from hi3dgen.sources.local import asset_ids, ingest_local
 from hi3dgen.sources.sandbox import Limits

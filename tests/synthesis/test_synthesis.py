@@ -10,8 +10,8 @@ import pytest
 from manifold3d import Manifold
 
 import hi3dgen_cli as cli
+from hi3dgen import manifest as mf
 from hi3dgen.assets.mesh import load_glb
-from hi3dgen.data import manifest as mf
 from hi3dgen.parallel import ExecutorConfig
 from hi3dgen.synthesis import FAMILIES, stats, synthesize
 from tests import gltf
