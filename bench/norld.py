@@ -32,6 +32,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.nirne import timed_ms  # noqa: E402
 from hi3dgen.config import build  # noqa: E402
 from hi3dgen.device import resolve_device  # noqa: E402
 from hi3dgen.eval.shapes import shape_set  # noqa: E402
@@ -195,27 +196,6 @@ def print_speed(r: dict) -> None:
         print(f"  {k:<{width}}  {v}", file=sys.stderr)
 
 
-def _median_ms(fn, device: torch.device, repeats: int = 10, warmup: int = 3) -> float:
-    """Median device milliseconds of `fn()` alone (CUDA events; wall clock on the CPU)."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        sync(device)
-        start = time.perf_counter()
-        if device.type == "cuda":
-            begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            begin.record()
-            fn()
-            end.record()
-            end.synchronize()
-            times.append(begin.elapsed_time(end))
-        else:
-            fn()
-            times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
-
-
 def cmd_profile(args) -> dict:
     """Where the regularizer's time goes: each part called alone on the same `max_samples` val
     latents and views (decode, SDF grid, marching cubes, vertex queries, rendering), the whole
@@ -276,8 +256,8 @@ def cmd_profile(args) -> dict:
             "render": render,
             "forward": lambda: R.normal_regularizer(t.vae, z0, *views, rc),
         }
-        result["ms"] = {name: _median_ms(fn, dev) for name, fn in parts.items()}
-    result["ms"]["forward_backward"] = _median_ms(forward_backward, dev)
+        result["ms"] = {name: timed_ms(fn, 10, 3, dev) for name, fn in parts.items()}
+    result["ms"]["forward_backward"] = timed_ms(forward_backward, 10, 3, dev)
     result["faces"] = top.face_count.tolist()
     return result
 
