@@ -23,6 +23,8 @@ import re
 import sys
 from pathlib import Path
 
+from hi3dgen import manifest as mf
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("hi3dgen", "pipelines", "flows")  # the project's top-level packages
 _MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
@@ -118,6 +120,13 @@ def versions(*dists: str) -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             out[dist] = "absent"
     return out
+
+
+def code_key(module: str, libraries: tuple[str, ...] = ()) -> str:
+    """The key of a result that `module`'s code (and the project code it imports) computed with
+    these libraries: a stage may reuse a result found under the same key for the same input
+    instead of computing it again."""
+    return mf.fingerprint({"code": code_digest(module), "libraries": versions(*libraries)})
 
 
 def function_module(fn) -> str:

@@ -301,13 +301,6 @@ TRANSIENT_REASONS = ("error", "download_failed")
 OUTPUT_KEYS = ("path", "dir")  # row fields naming an item's output (a file, a folder) in OUT
 
 
-def code_key(module: str, libraries: tuple[str, ...] = ()) -> str:
-    """The key of a result that `module`'s code (and the project code it imports) computed with
-    these libraries: a stage may reuse a result found under the same key for the same input
-    instead of computing it again."""
-    return mf.fingerprint({"code": lineage.code_digest(module), "libraries": lineage.versions(*libraries)})
-
-
 def _transient(row: dict) -> bool:
     return row["status"] == "rejected" and row.get("reason", "").split(":")[0] in TRANSIENT_REASONS
 

@@ -41,10 +41,10 @@ from pathlib import Path
 
 import numpy as np
 
-from hi3dgen import io
+from hi3dgen import io, lineage
 from hi3dgen import manifest as mf
 from hi3dgen.data import DOMAINS, codec
-from hi3dgen.parallel import ExecutorConfig, code_key, fan_out
+from hi3dgen.parallel import ExecutorConfig, fan_out
 
 SPLITS = ("train", "val")
 SETS = ("views", "shapes")
@@ -107,7 +107,7 @@ class ShardConfig:
     def cache_key(self) -> str:
         """What a cached shape geometry depends on besides its mesh: the geometry fields, the code
         of `compute_shape` (this module and what it imports) and its libraries' versions."""
-        return mf.fingerprint({**self.geometry(), "code": code_key(__name__, GEOMETRY_LIBRARIES)})
+        return mf.fingerprint({**self.geometry(), "code": lineage.code_key(__name__, GEOMETRY_LIBRARIES)})
 
 
 def _hash_unit(text: str) -> float:

@@ -16,7 +16,7 @@ from pathlib import Path
 from hi3dgen import io, lineage
 from hi3dgen import manifest as mf
 from hi3dgen.assets import mesh as am
-from hi3dgen.parallel import ExecutorConfig, code_key, run_stage
+from hi3dgen.parallel import ExecutorConfig, run_stage
 
 METRICS_FILE = "metrics.json"
 
@@ -70,7 +70,7 @@ def _metrics(item: dict) -> dict:
     data = Path(item["_src"]).read_bytes()
     known = item.get("mesh_metrics") or {}
     if (
-        known.get("key") == code_key(am.__name__, am.METRICS_LIBRARIES)
+        known.get("key") == lineage.code_key(am.__name__, am.METRICS_LIBRARIES)
         and item.get("sha256") == hashlib.sha256(data).hexdigest()
     ):
         return {k: v for k, v in known.items() if k != "key"}

@@ -17,7 +17,7 @@ import numpy as np
 from hi3dgen import io, lineage
 from hi3dgen.assets import mesh as am
 from hi3dgen.assets.mesh import AssetError, make_asset_id, normalize
-from hi3dgen.parallel import ExecutorConfig, code_key, run_stage
+from hi3dgen.parallel import ExecutorConfig, run_stage
 from hi3dgen.synthesis import csg
 from hi3dgen.synthesis.families import FAMILIES, Params
 
@@ -71,7 +71,7 @@ def synthesize_one(item: dict, out_dir: str) -> dict:
         "sharp_edges": metrics["sharp_edges"],
         "path": rel,
         "sha256": hashlib.sha256(data).hexdigest(),
-        "mesh_metrics": {**metrics, "key": code_key(am.__name__, am.METRICS_LIBRARIES)},
+        "mesh_metrics": {**metrics, "key": lineage.code_key(am.__name__, am.METRICS_LIBRARIES)},
     }
 
 
