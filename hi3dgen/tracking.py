@@ -66,16 +66,24 @@ def setup(experiment: str = EXPERIMENT) -> str:
     uri = tracking_uri()
     preflight(uri)
     mlflow.set_tracking_uri(uri)
-    exp = mlflow.get_experiment_by_name(experiment)
-    if exp is not None:
-        return exp.experiment_id
-    location = None
-    if uri.startswith("sqlite:") or uri.startswith("file:"):
-        location = (state_dir() / "mlartifacts" / experiment).as_uri()
-    try:
-        return mlflow.create_experiment(experiment, artifact_location=location)
-    except Exception:  # created meanwhile by a concurrent process
-        return mlflow.get_experiment_by_name(experiment).experiment_id
+    # MLflow creates and migrates a new sqlite database on first use: one process at a time
+    if uri.startswith("sqlite:"):
+        from filelock import FileLock
+
+        guard = FileLock(f"{uri.removeprefix('sqlite:///')}.lock")
+    else:
+        guard = contextlib.nullcontext()
+    with guard:
+        exp = mlflow.get_experiment_by_name(experiment)
+        if exp is not None:
+            return exp.experiment_id
+        location = None
+        if uri.startswith("sqlite:") or uri.startswith("file:"):
+            location = (state_dir() / "mlartifacts" / experiment).as_uri()
+        try:
+            return mlflow.create_experiment(experiment, artifact_location=location)
+        except Exception:  # created meanwhile by a process on another machine
+            return mlflow.get_experiment_by_name(experiment).experiment_id
 
 
 def git_tags(root: str | os.PathLike | None = None) -> dict[str, str]:
