@@ -30,7 +30,17 @@ def register(sub) -> None:
     rsub = r.add_subparsers(dest="runs_command", required=True)
     c = rsub.add_parser("compare", help="params that differ and key metrics of runs")
     c.add_argument("run_ids", nargs="*", help="run ids (default: the latest top-level runs)")
-    c.add_argument("--last", type=int, default=2, help="how many latest runs when none are given")
+    c.add_argument(
+        "--last", type=int, default=None, help="latest runs when none are given (2; all with --group-by; 0: all)"
+    )
+    c.add_argument("--experiment", default="hi3dgen", help="the MLflow experiment (default: the pipeline's)")
+    c.add_argument(
+        "--group-by",
+        nargs="+",
+        default=(),
+        metavar="PARAM",
+        help="pool finished runs by these params (e.g. model.noise.enabled): mean ± std of each group",
+    )
     c.set_defaults(func=_compare)
 
     u = sub.add_parser("ui", help="start the MLflow UI on localhost, on the training runs")
@@ -106,7 +116,7 @@ def _compare(args) -> int:
     _enter_project()
     from hi3dgen import tracking
 
-    print(tracking.compare(args.run_ids, last=args.last))
+    print(tracking.compare(args.run_ids, args.last, args.experiment, tuple(args.group_by)))
     return 0
 
 

@@ -218,31 +218,67 @@ def made_the_same(client, child) -> list:
     )
 
 
-def compare(run_ids: list[str] | None = None, last: int = 2) -> str:
+def compare(
+    run_ids: list[str] | None = None,
+    last: int | None = None,
+    experiment: str = EXPERIMENT,
+    group_by: tuple[str, ...] = (),
+) -> str:
     """A table of the params that differ and the key metrics of the given (or the latest
-    top-level) runs."""
+    top-level) runs of `experiment` (the latest `last`: 2 by default, all with `group_by`, all for 0).
+    With `group_by` (param names), finished runs are pooled by those params' values and each group's
+    metrics are the mean ± sample std over its runs (seeds, say), with the run count."""
     from mlflow import MlflowClient
 
-    exp = setup()
+    exp = setup(experiment)
     client = MlflowClient()
     if run_ids:
         runs = [client.get_run(r) for r in run_ids]
     else:
         runs = [
             r
-            for r in client.search_runs([exp], order_by=["attributes.start_time DESC"], max_results=200)
-            if "mlflow.parentRunId" not in r.data.tags
-        ][:last]
+            for r in client.search_runs([exp], order_by=["attributes.start_time DESC"], max_results=1000)
+            if "mlflow.parentRunId" not in r.data.tags and (not group_by or r.info.status == "FINISHED")
+        ][: (None if group_by else 2) if last is None else last or None]
     if not runs:
         return "no runs yet: start one with `hi3dgen run`"
     data = [_collect(client, r) for r in runs]
     keys = sorted({k for p, _ in data for k in p})
-    differing = [k for k in keys if len({p.get(k) for p, _ in data}) > 1]
     metric_keys = sorted({k for _, m in data for k in m if k.split("/")[-1] in KEY_METRICS})
+    if group_by:
+        return _grouped(data, keys, metric_keys, group_by)
+    differing = [k for k in keys if len({p.get(k) for p, _ in data}) > 1]
     header = ["", *[r.info.run_id[:8] for r in runs]]
     rows = [["run", *[r.info.run_name or "" for r in runs]], ["status", *[r.info.status for r in runs]]]
     rows += [[f"param {k}", *[str(p.get(k, "-")) for p, _ in data]] for k in differing]
     rows += [[f"metric {k}", *[f"{m[k]:.4g}" if k in m else "-" for _, m in data]] for k in metric_keys]
+    return _table(header, rows)
+
+
+def _grouped(data: list[tuple[dict, dict]], keys: list[str], metric_keys: list[str], group_by: tuple[str, ...]) -> str:
+    missing = [g for g in group_by if g not in keys]
+    if missing:
+        raise ValueError(
+            f"no run has the param(s) {missing}; params that differ: "
+            + ", ".join(k for k in keys if len({p.get(k) for p, _ in data}) > 1)
+        )
+    groups: dict[tuple, list[dict]] = {}
+    for params, metrics in data:
+        groups.setdefault(tuple(params.get(g, "-") for g in group_by), []).append(metrics)
+    order = sorted(groups)
+    header = ["", *[", ".join(f"{g}={v}" for g, v in zip(group_by, key)) for key in order]]
+    rows = [["runs", *[str(len(groups[key])) for key in order]]]
+    for k in metric_keys:
+        cells = []
+        for key in order:
+            values = np.array([m[k] for m in groups[key] if k in m])
+            std = f" ± {values.std(ddof=1):.3g}" if len(values) > 1 else ""
+            cells.append(f"{values.mean():.4g}{std}" if len(values) else "-")
+        rows.append([f"metric {k}", *cells])
+    return _table(header, rows)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths)) for row in [header, *rows])
 
