@@ -1,9 +1,11 @@
 """Scoring and pictures of meshes against shape samples: the means of per-shape surface metrics,
-and ground-truth beside rendered normal maps; `shape_set` picks the samples (toy or shards)."""
+and ground-truth beside rendered normal maps; `shape_set` picks the samples (toy or shards) and
+`reconstruct_meshes` gives the shape VAE's own meshes of them."""
 
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from hi3dgen import tracking as project_tracking
 from hi3dgen.data import shapes
@@ -16,6 +18,15 @@ from hi3dgen.synthesis.toy import toy_shapes
 def shape_set(cfg: shapes.ShapeDataConfig, split: str = "val") -> list[dict]:
     """The first `val_shapes` decoded samples of a split: toy shapes, or from the shard dir."""
     return toy_shapes(cfg, split)[: cfg.val_shapes] if cfg.shards == shapes.TOY else shapes.val_samples(cfg, split)
+
+
+def reconstruct_meshes(vae, samples: list[dict], data: shapes.ShapeDataConfig, extract, device) -> list:
+    """The shape VAE's reconstruction of each sample: its validation surface points (`prepare_shape`
+    with fixed rows, `data`'s count and sharp share) encoded to the posterior mean (no sampling),
+    decoded and extracted at `extract` (`Mesh` or None per sample)."""
+    prepared = [shapes.prepare_shape(s, data, None) for s in samples]
+    surface = torch.from_numpy(np.stack([p["surface"] for p in prepared])).to(device)
+    return vae.extract_meshes(vae.encode(surface).mean, extract)
 
 
 def mesh_scores(meshes: list, samples: list[dict]) -> list[dict[str, float]]:

@@ -27,7 +27,7 @@ from torch.profiler import record_function
 from hi3dgen.config import build
 from hi3dgen.data.shapes import ShapeDataConfig, prepare_shape
 from hi3dgen.device import resolve_device
-from hi3dgen.eval.norld import SampleConfig, evaluate_generation, generate_meshes
+from hi3dgen.eval.norld import SampleConfig, evaluate_generation, evaluate_reconstruction, generate_meshes
 from hi3dgen.eval.normals import NormalMetrics, NormalMetricsConfig
 from hi3dgen.eval.shapes import normals_grid, render_meshes, shape_set
 from hi3dgen.geometry.mesh_extract import ExtractConfig
@@ -93,6 +93,7 @@ class NoRLDTrainer(Trainer):
         super().__init__(cfg.trainer, model, data, out_dir, run_config=dataclasses.asdict(cfg), tracking=cfg.tracking)
         self.vae = vae.to(self.device).eval().requires_grad_(False)
         self._val: list[dict] | None = None
+        self._vae_figures: dict[str, float] | None = None  # the frozen VAE's reconstruction: measured once
         self._last_reg = torch.zeros((), device=self.device)
         self._reg_stats = {k: torch.zeros((), device=self.device) for k in ("reg_faces", "reg_overflow")}
 
@@ -153,8 +154,12 @@ class NoRLDTrainer(Trainer):
         """`evaluate_generation` of this rank's batches of the val shapes (batch i sampled from seed
         `sample.seed + i`, whichever rank runs it), then every rank's figures weighted by what they
         average over (shapes; shapes with a surface for Chamfer; foreground and sharp pixels of the
-        ground-truth views for NE and SNE): the figures of the whole set."""
+        ground-truth views for NE and SNE): the figures of the whole set. With them the VAE's own
+        reconstruction of the same shapes at the same extraction (`evaluate_reconstruction`, weighted
+        alike: `vae_chamfer` by the shapes its reconstruction gives a surface; the VAE is frozen, so
+        measured at the first evaluation and kept) and `chamfer_ratio`, generation's Chamfer over the VAE's."""
         cfg = self.run_cfg
+        measure_vae = self._vae_figures is None
         sums: dict[str, tuple[float, float]] = {}
         for i, samples in self.val_batches(self._val_samples(), cfg.data.batch_size):
             sample = dataclasses.replace(cfg.sample, seed=cfg.sample.seed + i)
@@ -171,6 +176,10 @@ class NoRLDTrainer(Trainer):
                 "NE": counts["pixels"],
                 "SNE": counts["sharp_pixels"],
             }
+            if measure_vae:
+                vae = evaluate_reconstruction(self.vae, samples, cfg.data, cfg.eval_extract, self.device)
+                result.update(vae)
+                weights["vae_chamfer"] = round(len(samples) * (1 - vae["vae_empty"]))
             for k, v in result.items():
                 w = weights.get(k, len(samples))
                 total, count = sums.get(k, (0.0, 0))
@@ -180,6 +189,11 @@ class NoRLDTrainer(Trainer):
         for k in sorted({k for rank in ranks for k in rank}):
             total, count = (sum(parts) for parts in zip(*(rank[k] for rank in ranks if k in rank)))
             out[k] = total / count if count else float("nan")
+        if measure_vae:
+            self._vae_figures = {k: v for k, v in out.items() if k.startswith("vae_")}
+        out.update(self._vae_figures)
+        vae_chamfer = out["vae_chamfer"]
+        out["chamfer_ratio"] = out["chamfer"] / vae_chamfer if vae_chamfer > 0 else float("nan")
         return out
 
     def visualize(self) -> dict[str, np.ndarray]:

@@ -22,7 +22,7 @@ import torch
 
 from hi3dgen.data.batches import Batches, ListStream
 from hi3dgen.data.shapes import TOY, ShapeDataConfig, prepare_shape, shard_stream
-from hi3dgen.eval.shapes import mean_metrics, mesh_scores, normals_grid, render_meshes, shape_set
+from hi3dgen.eval.shapes import mean_metrics, mesh_scores, normals_grid, reconstruct_meshes, render_meshes, shape_set
 from hi3dgen.geometry.mesh_extract import ExtractConfig
 from hi3dgen.models.shape_vae import ShapeVAE, ShapeVAEConfig, vae_loss
 from hi3dgen.synthesis.toy import toy_shapes
@@ -92,10 +92,8 @@ class VAETrainer(Trainer):
         return self._val
 
     def _reconstruct(self, samples: list[dict]) -> list:
-        prepared = [prepare_shape(s, self.run_cfg.data, None) for s in samples]
-        surface = torch.from_numpy(np.stack([p["surface"] for p in prepared])).to(self.device)
         with self._autocast():
-            return self.model.extract_meshes(self.model.encode(surface).mean, self.run_cfg.extract)
+            return reconstruct_meshes(self.model, samples, self.run_cfg.data, self.run_cfg.extract, self.device)
 
     def evaluate(self) -> dict[str, float]:
         """This rank's share of the val shapes, then every rank's per-shape rows and loss sums:

@@ -96,6 +96,28 @@ def test_vae_stays_frozen_and_out_of_the_checkpoint(vae_path, tmp_path):
     assert {"train/flow_loss", "train/normal_reg_loss"} <= set(t.history[-1])
 
 
+def test_evaluation_reports_the_vae_reconstruction_once_and_the_chamfer_ratio(vae_path, tmp_path, monkeypatch):
+    import math
+
+    from hi3dgen.training import norld
+
+    t = make_trainer(tiny(vae_path, 1), tmp_path / "run")
+    calls = []
+    measure = norld.evaluate_reconstruction
+    monkeypatch.setattr(norld, "evaluate_reconstruction", lambda *a: calls.append(1) or measure(*a))
+    with t._eval_mode():
+        first, second = t.evaluate(), t.evaluate()
+    keys = {"vae_chamfer", "vae_fscore", "vae_normal_consistency", "vae_empty", "chamfer_ratio"}
+    assert keys <= set(first) and set(first) == set(second)
+    assert len(calls) == 1  # one batch of the 2 val shapes, at the first evaluation only: the VAE is frozen
+    assert first["vae_empty"] < 1 and math.isfinite(first["vae_chamfer"]) and first["vae_chamfer"] > 0
+    assert all(math.isfinite(first[k]) for k in ("vae_fscore", "vae_normal_consistency"))
+    assert {k: second[k] for k in keys - {"chamfer_ratio"}} == {k: first[k] for k in keys - {"chamfer_ratio"}}
+    for figures in (first, second):
+        ratio = figures["chamfer"] / figures["vae_chamfer"]
+        assert math.isnan(figures["chamfer_ratio"]) if math.isnan(ratio) else figures["chamfer_ratio"] == ratio
+
+
 def test_killed_run_resumes_on_the_same_curve(vae_path, tmp_path):
     cfg = tiny(vae_path, 8, share=0.5, max_samples=1)
     full = make_trainer(cfg, tmp_path / "full")
