@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 import torch
 
@@ -83,3 +85,27 @@ def test_fps_queries_are_points_of_the_input():
     assert torch.allclose(a.sort(0).values, b.sort(0).values, atol=1e-5)
     with pytest.raises(ValueError, match="num_latents"):
         ShapeVAEConfig(num_latents=64, num_points=32)
+
+
+def test_tanh_sdf_loss_weights_errors_near_the_surface_and_is_bounded_far_away():
+    cfg = tiny_vae().cfg
+    post = tiny_vae().encode(torch.zeros(1, cfg.num_points, 6))
+    xyz = torch.zeros(1, 2, 3)
+
+    def sdf_loss(pred, target, **overrides):
+        c = dataclasses.replace(cfg, **overrides)
+        sdf = torch.cat([xyz, torch.tensor(target).view(1, -1, 1)], -1)
+        return float(vae_loss(c, torch.tensor(pred).view(1, -1), post, sdf)[1]["sdf_loss"])
+
+    assert sdf_loss([0.003, -0.2], [0.003, -0.2]) == 0.0
+    near, far = sdf_loss([0.008, 0.0], [0.003, 0.0]), sdf_loss([0.0, 0.305], [0.0, 0.3])
+    assert near > 100 * far  # the same 0.005 error counts where the mesh is, not far from it
+    assert sdf_loss([5.0, -5.0], [-5.0, 5.0]) <= 2.0  # bounded: tanh saturates
+    # the clamp loss sees the two errors alike
+    assert sdf_loss([0.008, 0.0], [0.003, 0.0], sdf_loss="clamp") == pytest.approx(
+        sdf_loss([0.0, 0.055], [0.0, 0.05], sdf_loss="clamp")
+    )
+    with pytest.raises(ValueError, match="sdf_loss"):
+        dataclasses.replace(cfg, sdf_loss="mse")
+    with pytest.raises(ValueError, match="sdf_band"):
+        dataclasses.replace(cfg, sdf_band=0.0)
