@@ -93,7 +93,7 @@ def test_tanh_sdf_loss_weights_errors_near_the_surface_and_is_bounded_far_away()
     xyz = torch.zeros(1, 2, 3)
 
     def sdf_loss(pred, target, **overrides):
-        c = dataclasses.replace(cfg, **overrides)
+        c = dataclasses.replace(cfg, **{"sdf_loss": "tanh", "sdf_band": 0.01, **overrides})
         sdf = torch.cat([xyz, torch.tensor(target).view(1, -1, 1)], -1)
         return float(vae_loss(c, torch.tensor(pred).view(1, -1), post, sdf)[1]["sdf_loss"])
 
