@@ -24,6 +24,7 @@ import torch
 from hi3dgen.data.shapes import ShapeDataConfig, prepare_shape
 from hi3dgen.data.shards import INDEX
 from hi3dgen.data.webds import shape_dataset
+from hi3dgen.geometry.sdf import sdf_block_counts
 from hi3dgen.models.shape_vae import ShapeVAE, ShapeVAEConfig, vae_loss
 from hi3dgen.training.optim import OptimConfig, build_optimizer, build_scheduler
 
@@ -37,17 +38,14 @@ VARIANTS = {
 
 
 def blocks(sample: dict, geo: dict) -> dict[str, slice]:
-    """The rows of a sample's SDF samples per block, from the shard set's config `geo` (the split
-    of `hi3dgen.geometry.sdf.sample_geometry`: near-surface per sigma, near sharp edges where the
-    shape has any, uniform)."""
+    """The rows of a sample's SDF samples per block (`hi3dgen.geometry.sdf.sdf_block_counts`), from
+    the shard set's config `geo`; the rows near sharp edges exist where the shape has sharp edges,
+    told here by its sharp surface points."""
     m = len(sample["sdf"])
-    n_uniform = int(round(m * geo["uniform_fraction"]))
     n_sharp = int(round(m * geo["sharp_sdf_fraction"])) if len(sample["sharp"]) else 0
-    sigmas = geo["near_sigmas"]
-    near = [(m - n_uniform - n_sharp) // len(sigmas)] * len(sigmas)
-    near[0] += m - n_uniform - n_sharp - sum(near)
-    edges = np.cumsum([0, *near, n_sharp, n_uniform])
-    names = [f"near σ{sigma}" for sigma in sigmas] + ["sharp", "uniform"]
+    counts = sdf_block_counts(m, geo["uniform_fraction"], n_sharp, len(geo["near_sigmas"]))
+    edges = np.cumsum([0, *counts["near"], counts["sharp"], counts["uniform"]])
+    names = [f"near σ{sigma}" for sigma in geo["near_sigmas"]] + ["sharp", "uniform"]
     return {name: slice(int(a), int(b)) for name, a, b in zip(names, edges[:-1], edges[1:])}
 
 

@@ -126,6 +126,17 @@ def sharp_edge_samples(mesh: trimesh.Trimesh, count: int, angle: float, rng: np.
     return np.concatenate([pts, normal[edge]], axis=1).astype(np.float32)
 
 
+def sdf_block_counts(sdf_points: int, uniform_fraction: float, n_sharp: int, n_sigmas: int) -> dict:
+    """How `shape_samples` splits `sdf_points` SDF samples into its blocks, in their order: near the
+    surface per sigma (equal shares, the first taking the remainder), `n_sharp` near sharp edges,
+    then a `uniform_fraction` share uniform in the cube."""
+    n_uniform = int(round(sdf_points * uniform_fraction))
+    near = [(sdf_points - n_uniform - n_sharp) // max(n_sigmas, 1)] * n_sigmas
+    if near:
+        near[0] += sdf_points - n_uniform - n_sharp - sum(near)
+    return {"near": near, "sharp": n_sharp, "uniform": n_uniform}
+
+
 def shape_samples(
     mesh: trimesh.Trimesh,
     *,
@@ -147,13 +158,10 @@ def shape_samples(
     rng = np.random.default_rng(seed)
     pts, face = trimesh.sample.sample_surface(mesh, surface_points, seed=rng)
     surface = np.concatenate([pts, mesh.face_normals[face]], axis=1).astype(np.float32)
-    n_uniform = int(round(sdf_points * uniform_fraction))
     sharp = sharp_edge_samples(mesh, sharp_points, sharp_angle, rng)
     edge_base = sharp_edge_samples(mesh, int(round(sdf_points * sharp_sdf_fraction)), sharp_angle, rng)[:, :3]
-    n_sharp = len(edge_base)
-    n_near = [(sdf_points - n_uniform - n_sharp) // max(len(near_sigmas), 1)] * len(near_sigmas)
-    if n_near:
-        n_near[0] += sdf_points - n_uniform - n_sharp - sum(n_near)
+    counts = sdf_block_counts(sdf_points, uniform_fraction, len(edge_base), len(near_sigmas))
+    n_near, n_sharp, n_uniform = counts["near"], counts["sharp"], counts["uniform"]
     queries = []
     for n, sigma in zip(n_near, near_sigmas):
         base, _ = trimesh.sample.sample_surface(mesh, n, seed=rng)
@@ -168,7 +176,7 @@ def shape_samples(
         "surface": surface,
         "sdf": np.concatenate([queries, sdf[:, None]], axis=1).astype(np.float32),
         "sharp": sharp,
-        "counts": {"near": n_near, "sharp": n_sharp, "uniform": n_uniform},
+        "counts": counts,
         "inside_fraction": float((uniform < 0).mean()) if n_uniform else None,
         "faces": int(len(mesh.faces)),
         "watertight": bool(mesh.is_watertight),

@@ -43,9 +43,10 @@ class ShapeVAEConfig:
     sdf_loss: str = "tanh"
     sdf_band: float = 0.01  # the tanh scale, and the unit the decoder answers in (its output x band)
     sdf_clamp: float = 0.1
-    # KL per latent element, against a clamped-L1 SDF loss of ~0.01-0.03 (3DShape2VecSet's 1e-3 is
-    # against occupancy BCE of ~0.1-0.7): 1e-3 held the KL at 0.3 and left half the held-out
-    # DetailVerse shapes without a surface; 1e-4 none (EXPERIMENTS.md, Shape VAE recipe)
+    # KL per latent element, chosen against the clamped-L1 SDF loss of ~0.01-0.03 (3DShape2VecSet's
+    # 1e-3 is against occupancy BCE of ~0.1-0.7): 1e-3 held the KL at 0.3 and left half the held-out
+    # DetailVerse shapes without a surface; 1e-4 none (EXPERIMENTS.md, Shape VAE recipe). The tanh
+    # loss runs ~10x larger (0.1-0.4), so against it 1e-4 weighs the KL less; not re-tuned.
     kl_weight: float = 1e-4
     # weight of the "SDF is zero on the surface" term: 1.0 kept a small VAE's signs near the
     # all-outside baseline on DetailVerse shapes, with gradient norms 10-30x those without it

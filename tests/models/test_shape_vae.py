@@ -88,8 +88,9 @@ def test_fps_queries_are_points_of_the_input():
 
 
 def test_tanh_sdf_loss_weights_errors_near_the_surface_and_is_bounded_far_away():
-    cfg = tiny_vae().cfg
-    post = tiny_vae().encode(torch.zeros(1, cfg.num_points, 6))
+    vae = tiny_vae()
+    cfg = vae.cfg
+    post = vae.encode(torch.zeros(1, cfg.num_points, 6))
     xyz = torch.zeros(1, 2, 3)
 
     def sdf_loss(pred, target, **overrides):
