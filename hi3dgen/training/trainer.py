@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Annotated
 
 import numpy as np
+import psutil
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -70,13 +71,17 @@ class TrainerConfig:
     grad_accum: Annotated[int, flag("--grad-accum")] = 1  # micro-batches per optimizer step (the loss is their mean)
     best_metric: Annotated[str, flag("--best-metric")] = "auto"  # of checkpoints/best.pt; auto: the task's, "": none
     best_mode: str = "min"  # min | max: which way is better
+    # Seconds this process may run, counted from its start (data loading included; 0: no limit):
+    # past them the run checkpoints at the next log step and ends, and the same command again
+    # resumes it. For a scheduler's wall clock or a lent GPU.
+    time_limit: Annotated[float, flag("--time-limit")] = 0.0
 
     def __post_init__(self):
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, not {self.precision!r}")
         if self.steps < 1:
             raise ValueError(f"steps must be at least 1, not {self.steps}")
-        for name in ("log_every", "val_every", "vis_every", "ckpt_every", "keep_last"):
+        for name in ("log_every", "val_every", "vis_every", "ckpt_every", "keep_last", "time_limit"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be 0 or more, not {getattr(self, name)}")
         if self.grad_accum < 1:
@@ -380,9 +385,17 @@ class Trainer:
                     dt = time.perf_counter() - t0
                     samples = (self.step - s0) * self.cfg.grad_accum * self.batch_size() * self.env.world_size
                     logged["train/samples_per_s"] = samples / dt
+                    step_s = dt / max(1, self.step - s0)
                     t0, s0 = time.perf_counter(), self.step
                     self.history.append({"step": self.step, **logged})
                     self.tracker.log_metrics(logged, self.step)
+                    if self.env.is_main:
+                        self._print_progress(logged, step_s, end)
+                    if self.cfg.time_limit and self._out_of_time() and self.step < end:
+                        end = self.step
+                        if self.env.is_main:
+                            print(f"[{self.kind}] time limit of {self.cfg.time_limit:g} s reached at step "
+                                  f"{self.step}: checkpointed there, the same command resumes", file=sys.stderr)
                 if self._due(self.cfg.val_every):
                     metrics = self._run_evaluate()
                 if self._due(self.cfg.vis_every):
@@ -401,6 +414,22 @@ class Trainer:
         if self.step < self.cfg.steps:
             self.tracker.end("KILLED")
         return metrics
+
+    def _print_progress(self, logged: dict[str, float], step_s: float, end: int) -> None:
+        """One line a log step: the step, the logged figures, the time a step takes and what is left."""
+        figures = " ".join(f"{k.removeprefix('train/')} {v:.4g}" for k, v in logged.items())
+        left = (end - self.step) * step_s
+        left = f"{left / 60:.1f} min" if left >= 120 else f"{left:.0f} s"
+        print(f"[{self.kind}] step {self.step}/{self.cfg.steps} {figures} | {step_s * 1e3:.0f} ms/step, {left} left",
+              file=sys.stderr, flush=True)
+
+    def _out_of_time(self) -> bool:
+        """Whether `time_limit` has passed, as rank 0 sees it (every rank stops at the same step)."""
+        ran = time.time() - psutil.Process().create_time()
+        over = torch.tensor(float(ran > self.cfg.time_limit), device=self.device)
+        if self.env.world_size > 1:
+            dist.broadcast(over, src=0)
+        return bool(over.item())
 
     def batch_size(self) -> int:
         return getattr(self.data, "batch_size", 1)

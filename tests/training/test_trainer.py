@@ -61,6 +61,20 @@ def test_killed_run_resumes_on_the_same_curve(tmp_path):
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
 
 
+def test_a_run_past_its_time_limit_checkpoints_and_the_same_command_resumes_it(tmp_path, capsys):
+    full = trainer(tiny(), tmp_path / "full")
+    full.train()
+    first = trainer(tiny(time_limit=1e-9), tmp_path / "cut")  # over the limit after the first step
+    first.train()
+    assert first.step == 1 and checkpoint.load(tmp_path / "cut/checkpoints/last.pt")["step"] == 1
+    assert not (tmp_path / "cut/model.pt").exists()
+    said = capsys.readouterr().err
+    assert "step 1/12 " in said and "time limit of 1e-09 s reached at step 1" in said
+    resumed = trainer(tiny(), tmp_path / "cut", init_seed=123)
+    resumed.train()
+    assert resumed.step == 12 and losses(first) + losses(resumed) == losses(full)
+
+
 def test_checkpoints_keep_the_last_k_and_delete_only_their_own(tmp_path):
     ckpts = tmp_path / "checkpoints"
     ckpts.mkdir()
@@ -158,6 +172,7 @@ def test_a_foreign_file_as_checkpoint_is_a_clear_error(tmp_path, capsys):
         ("ema_decay", 1.0, r"ema_decay must be in \[0, 1\)"),
         ("keep_last", -1, "keep_last must be 0 or more"),
         ("grad_accum", 0, "grad_accum must be at least 1"),
+        ("time_limit", -5.0, "time_limit must be 0 or more"),
         ("best_mode", "lowest", "best_mode must be one of"),
         ("optim", OptimConfig(lr=float("nan")), "lr must be a positive number"),
     ],
