@@ -394,8 +394,11 @@ class Trainer:
                     if self.cfg.time_limit and self._out_of_time() and self.step < end:
                         end = self.step
                         if self.env.is_main:
-                            print(f"[{self.kind}] time limit of {self.cfg.time_limit:g} s reached at step "
-                                  f"{self.step}: checkpointed there, the same command resumes", file=sys.stderr)
+                            print(
+                                f"[{self.kind}] time limit of {self.cfg.time_limit:g} s reached at step "
+                                f"{self.step}: checkpointed there, the same command resumes",
+                                file=sys.stderr,
+                            )
                 if self._due(self.cfg.val_every):
                     metrics = self._run_evaluate()
                 if self._due(self.cfg.vis_every):
@@ -420,8 +423,11 @@ class Trainer:
         figures = " ".join(f"{k.removeprefix('train/')} {v:.4g}" for k, v in logged.items())
         left = (end - self.step) * step_s
         left = f"{left / 60:.1f} min" if left >= 120 else f"{left:.0f} s"
-        print(f"[{self.kind}] step {self.step}/{self.cfg.steps} {figures} | {step_s * 1e3:.0f} ms/step, {left} left",
-              file=sys.stderr, flush=True)
+        print(
+            f"[{self.kind}] step {self.step}/{self.cfg.steps} {figures} | {step_s * 1e3:.0f} ms/step, {left} left",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def _out_of_time(self) -> bool:
         """Whether `time_limit` has passed, as rank 0 sees it (every rank stops at the same step)."""
