@@ -1,0 +1,57 @@
+"""Does a shape VAE generalize? Its SDF loss and sign accuracy on train shapes beside val shapes of
+the same shard set (posterior mean, the validation's fixed surface points and SDF samples): a
+train figure far ahead of the val one says the VAE learns the shapes it saw, not shapes.
+
+    python bench/vae_split.py RUN/checkpoints/last.pt SHARDS [--shapes 64] [--device cpu]
+
+Train shapes carry no ground-truth mesh in the shards, so this table has no F-score or Chamfer
+(validation's figures are on val shapes only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+import numpy as np
+import torch
+
+from hi3dgen.config import from_dict
+from hi3dgen.data.shapes import ShapeDataConfig, prepare_shape, val_samples
+from hi3dgen.inference.checkpoints import load_vae
+from hi3dgen.models.shape_vae import vae_loss
+
+
+@torch.no_grad()
+def split_figures(vae, data: ShapeDataConfig, split: str, device: str, batch: int = 8) -> dict[str, float]:
+    samples = val_samples(data, split)
+    sums = np.zeros(2)
+    for s in range(0, len(samples), batch):
+        prepared = [prepare_shape(x, data, None) for x in samples[s : s + batch]]
+        surface, sdf = (torch.from_numpy(np.stack([p[k] for p in prepared])).to(device) for k in ("surface", "sdf"))
+        pred, post = vae(surface, sdf[..., :3], sample=False)
+        _, parts = vae_loss(vae.cfg, pred, post, sdf)  # no surface points: only the SDF figures
+        sums += len(prepared) * np.array([float(parts["sdf_loss"]), float(parts["sign_acc"])])
+    return {"shapes": len(samples), "sdf_loss": sums[0] / len(samples), "sign_acc": sums[1] / len(samples)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("checkpoint")
+    p.add_argument("shards")
+    p.add_argument("--shapes", type=int, default=64, help="shapes per split (the first ones)")
+    p.add_argument("--device", default="cpu")
+    args = p.parse_args()
+    state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
+    vae = load_vae(args.checkpoint, args.device)
+    data = from_dict(ShapeDataConfig, state["config"]["data"])
+    data = dataclasses.replace(data, shards=args.shards, val_shapes=args.shapes)
+    print(f"{args.checkpoint} (step {state.get('step', '?')}) on {args.shards}\n")
+    print("| split | shapes | SDF loss | sign accuracy |\n|---|---:|---:|---:|")
+    for split in ("train", "val"):
+        f = split_figures(vae, data, split, args.device)
+        print(f"| {split} | {f['shapes']} | {f['sdf_loss']:.4f} | {f['sign_acc']:.4f} |")
+
+
+if __name__ == "__main__":
+    main()
