@@ -1,6 +1,9 @@
-"""Does a shape VAE generalize? Its SDF loss and sign accuracy on train shapes beside val shapes of
-the same shard set (posterior mean, the validation's fixed surface points and SDF samples): a
-train figure far ahead of the val one says the VAE learns the shapes it saw, not shapes.
+"""Does a shape VAE generalize, and does its decoder work from the posterior mean? Its SDF loss and
+sign accuracy on train shapes beside val shapes of the same shard set (the validation's fixed
+surface points and SDF samples), decoded from the posterior mean (what validation, NoRLD's targets
+and reconstruction use) and from a posterior sample (what training decodes): a train figure far
+ahead of the val one says the VAE learns the shapes it saw, not shapes; a sample far ahead of the
+mean says the decoder learned to expect the posterior's noise.
 
     python bench/vae_split.py RUN/checkpoints/last.pt SHARDS [--shapes 64] [--device cpu]
 
@@ -23,13 +26,14 @@ from hi3dgen.models.shape_vae import vae_loss
 
 
 @torch.no_grad()
-def split_figures(vae, data: ShapeDataConfig, split: str, device: str, batch: int = 8) -> dict[str, float]:
+def split_figures(vae, data: ShapeDataConfig, split: str, sample: bool, device: str, batch: int = 8) -> dict:
+    torch.manual_seed(0)  # the posterior samples
     samples = val_samples(data, split)
     sums = np.zeros(2)
     for s in range(0, len(samples), batch):
         prepared = [prepare_shape(x, data, None) for x in samples[s : s + batch]]
         surface, sdf = (torch.from_numpy(np.stack([p[k] for p in prepared])).to(device) for k in ("surface", "sdf"))
-        pred, post = vae(surface, sdf[..., :3], sample=False)
+        pred, post = vae(surface, sdf[..., :3], sample=sample)
         _, parts = vae_loss(vae.cfg, pred, post, sdf)  # no surface points: only the SDF figures
         sums += len(prepared) * np.array([float(parts["sdf_loss"]), float(parts["sign_acc"])])
     return {"shapes": len(samples), "sdf_loss": sums[0] / len(samples), "sign_acc": sums[1] / len(samples)}
@@ -47,10 +51,12 @@ def main() -> None:
     data = from_dict(ShapeDataConfig, state["config"]["data"])
     data = dataclasses.replace(data, shards=args.shards, val_shapes=args.shapes)
     print(f"{args.checkpoint} (step {state.get('step', '?')}) on {args.shards}\n")
-    print("| split | shapes | SDF loss | sign accuracy |\n|---|---:|---:|---:|")
+    print("| split | shapes | latent | SDF loss | sign accuracy |\n|---|---:|---|---:|---:|")
     for split in ("train", "val"):
-        f = split_figures(vae, data, split, args.device)
-        print(f"| {split} | {f['shapes']} | {f['sdf_loss']:.4f} | {f['sign_acc']:.4f} |")
+        for sample in (False, True):
+            f = split_figures(vae, data, split, sample, args.device)
+            latent = "posterior sample" if sample else "posterior mean"
+            print(f"| {split} | {f['shapes']} | {latent} | {f['sdf_loss']:.4f} | {f['sign_acc']:.4f} |")
 
 
 if __name__ == "__main__":
