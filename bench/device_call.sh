@@ -19,11 +19,9 @@ export WORK=/tmp/camp HI3DGEN_STATE=/tmp/camp/state COUNT=${COUNT:-2000} VIEWS=$
 export BACKEND=${BACKEND:-embree} VAE_STEPS=${VAE_STEPS:-8000} VAE_VAL_EVERY=${VAE_VAL_EVERY:-4000} EXTRA=--no-compile
 BUDGET=${BUDGET:-570} RESERVE=${RESERVE:-110}
 mkdir -p /tmp/camp/out
-phases="vae"
-[ -f /tmp/camp/out/rebuild.json ] || phases="rebuild vae"
 rm -f /tmp/camp/out/campaign.log
-# the rebuild runs first, in the foreground: the VAE's time limit is what is left after it
-if [ "$phases" != vae ]; then timeout $((BUDGET - RESERVE)) bash bench/campaign.sh /tmp/camp/out rebuild; fi
+# the rebuild (unless this machine has the set) runs first: the VAE's time limit is what is left after it
+[ -f /tmp/camp/out/rebuild.json ] || timeout $((BUDGET - RESERVE)) bash bench/campaign.sh /tmp/camp/out rebuild
 left=$((BUDGET - RESERVE - (SECONDS - began)))
 echo "[device_call] $((SECONDS - began)) s in, ${left} s of VAE training"
 [ "$left" -gt 30 ] && VAE_FLAGS="--time-limit $left" timeout $((BUDGET - 20 - (SECONDS - began))) bash bench/campaign.sh /tmp/camp/out vae

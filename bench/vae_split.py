@@ -16,26 +16,19 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-import numpy as np
 import torch
 
 from hi3dgen.config import from_dict
-from hi3dgen.data.shapes import ShapeDataConfig, prepare_shape, val_samples
+from hi3dgen.data.shapes import ShapeDataConfig, val_samples
+from hi3dgen.eval.shapes import sdf_scores
 from hi3dgen.inference.checkpoints import load_vae
-from hi3dgen.models.shape_vae import vae_loss
 
 
 @torch.no_grad()
 def split_figures(vae, data: ShapeDataConfig, split: str, sample: bool, device: str, batch: int = 8) -> dict:
     torch.manual_seed(0)  # the posterior samples
     samples = val_samples(data, split)
-    sums = np.zeros(2)
-    for s in range(0, len(samples), batch):
-        prepared = [prepare_shape(x, data, None) for x in samples[s : s + batch]]
-        surface, sdf = (torch.from_numpy(np.stack([p[k] for p in prepared])).to(device) for k in ("surface", "sdf"))
-        pred, post = vae(surface, sdf[..., :3], sample=sample)
-        _, parts = vae_loss(vae.cfg, pred, post, sdf)  # no surface points: only the SDF figures
-        sums += len(prepared) * np.array([float(parts["sdf_loss"]), float(parts["sign_acc"])])
+    sums = sum(sdf_scores(vae, samples[s : s + batch], data, device, sample) for s in range(0, len(samples), batch))
     return {"shapes": len(samples), "sdf_loss": sums[0] / len(samples), "sign_acc": sums[1] / len(samples)}
 
 

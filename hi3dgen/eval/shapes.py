@@ -11,6 +11,7 @@ from hi3dgen import tracking as project_tracking
 from hi3dgen.data import shapes
 from hi3dgen.data.cameras import cameras_of
 from hi3dgen.geometry.metrics import mesh_metrics
+from hi3dgen.models.shape_vae import vae_loss
 from hi3dgen.render.diff_normals import render_normals
 from hi3dgen.synthesis.toy import toy_shapes
 
@@ -27,6 +28,17 @@ def reconstruct_meshes(vae, samples: list[dict], data: shapes.ShapeDataConfig, e
     prepared = [shapes.prepare_shape(s, data, None) for s in samples]
     surface = torch.from_numpy(np.stack([p["surface"] for p in prepared])).to(device)
     return vae.extract_meshes(vae.encode(surface).mean, extract)
+
+
+def sdf_scores(vae, samples: list[dict], data: shapes.ShapeDataConfig, device, sample: bool = False) -> np.ndarray:
+    """Sums over `samples` of the shape VAE's SDF loss and sign accuracy (`vae_loss`) on their
+    validation rows (`prepare_shape` with fixed rows), decoded from the posterior mean or, with
+    `sample`, from a posterior sample (what training decodes)."""
+    prepared = [shapes.prepare_shape(s, data, None) for s in samples]
+    surface, sdf = (torch.from_numpy(np.stack([p[k] for p in prepared])).to(device) for k in ("surface", "sdf"))
+    pred, post = vae(surface, sdf[..., :3], sample=sample)
+    _, parts = vae_loss(vae.cfg, pred.float(), post, sdf)  # no surface points: its surface term is unused
+    return len(samples) * np.array([float(parts["sdf_loss"]), float(parts["sign_acc"])])
 
 
 def mesh_scores(meshes: list, samples: list[dict]) -> list[dict[str, float]]:

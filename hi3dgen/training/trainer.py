@@ -375,6 +375,7 @@ class Trainer:
         self.model.train()
         metrics: dict[str, float] = {}
         t0, s0 = time.perf_counter(), self.step
+        started = psutil.Process().create_time()  # what `time_limit` counts from
         try:
             while self.step < end:
                 out = self.train_step(*(next(self.data) for _ in range(self.cfg.grad_accum)))
@@ -391,7 +392,7 @@ class Trainer:
                     self.tracker.log_metrics(logged, self.step)
                     if self.env.is_main:
                         self._print_progress(logged, step_s, end)
-                    if self.cfg.time_limit and self._out_of_time() and self.step < end:
+                    if self.cfg.time_limit and self._out_of_time(started) and self.step < end:
                         end = self.step
                         if self.env.is_main:
                             print(
@@ -429,10 +430,10 @@ class Trainer:
             flush=True,
         )
 
-    def _out_of_time(self) -> bool:
-        """Whether `time_limit` has passed, as rank 0 sees it (every rank stops at the same step)."""
-        ran = time.time() - psutil.Process().create_time()
-        over = torch.tensor(float(ran > self.cfg.time_limit), device=self.device)
+    def _out_of_time(self, started: float) -> bool:
+        """Whether `time_limit` seconds have passed since `started` (the process's start, epoch
+        seconds), as rank 0 sees it (every rank stops at the same step)."""
+        over = torch.tensor(float(time.time() - started > self.cfg.time_limit), device=self.device)
         if self.env.world_size > 1:
             dist.broadcast(over, src=0)
         return bool(over.item())

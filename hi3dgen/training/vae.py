@@ -22,7 +22,15 @@ import torch
 
 from hi3dgen.data.batches import Batches, ListStream
 from hi3dgen.data.shapes import TOY, ShapeDataConfig, prepare_shape, shard_stream
-from hi3dgen.eval.shapes import mean_metrics, mesh_scores, normals_grid, reconstruct_meshes, render_meshes, shape_set
+from hi3dgen.eval.shapes import (
+    mean_metrics,
+    mesh_scores,
+    normals_grid,
+    reconstruct_meshes,
+    render_meshes,
+    sdf_scores,
+    shape_set,
+)
 from hi3dgen.geometry.mesh_extract import ExtractConfig
 from hi3dgen.models.shape_vae import ShapeVAE, ShapeVAEConfig, vae_loss
 from hi3dgen.synthesis.toy import toy_shapes
@@ -102,13 +110,7 @@ class VAETrainer(Trainer):
         for _, samples in self.val_batches(self._val_samples(), self.run_cfg.data.batch_size):
             meshes = self._reconstruct(samples)
             rows += mesh_scores(meshes, samples)
-            prepared = [prepare_shape(s, self.run_cfg.data, None) for s in samples]
-            surface, sdf = (
-                torch.from_numpy(np.stack([p[k] for p in prepared])).to(self.device) for k in ("surface", "sdf")
-            )
-            pred, post = self.model(surface, torch.cat([sdf[..., :3], surface[..., :3]], dim=1), sample=False)
-            _, parts = vae_loss(self.run_cfg.model, pred.float(), post, sdf)
-            sums += len(samples) * np.array([float(parts["sdf_loss"]), float(parts["sign_acc"]), 1.0])
+            sums += np.append(sdf_scores(self.model, samples, self.run_cfg.data, self.device), len(samples))
         ranks = self.all_gather((rows, sums))
         sdf_loss, sign_acc, n = sum(rank_sums for _, rank_sums in ranks)
         every_row = [row for rank_rows, _ in ranks for row in rank_rows]
